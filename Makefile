@@ -1,0 +1,40 @@
+# `make run` and `make test` work on a fresh machine: each creates .venv and installs what it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup run test ui bench sample clean
+
+setup: $(STAMP)
+
+# torch goes in first, pinned: an unpinned torch pulled in by another package brings gigabytes of CUDA wheels.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/crawl2chat run
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+ui: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/crawl2chat ui
+
+bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run_all
+
+# Rebuilds the bundled sample crawl from Debian documentation packages (needs apt; the result is committed).
+sample: setup
+	$(BIN)/python scripts/build_sample_crawl.py
+
+clean:
+	rm -rf $(VENV) data .dagster_home

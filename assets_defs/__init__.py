@@ -1,0 +1,1 @@
+"""crawl2chat's Dagster layer: thin assets over pipeline/ and training/."""

@@ -1,0 +1,178 @@
+"""`crawl2chat`: run the asset graph in-process over a crawl, register crawls, open the UI.
+
+Runs are recorded in DAGSTER_HOME (./.dagster_home when unset), so `crawl2chat ui` shows them with their lineage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+DEFAULT_DATA_ROOT = "data"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crawl2chat", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="materialize the graph for every shard of a crawl and print the funnel")
+    run.add_argument("--source", help="folder, s3:// prefix or warc.paths.gz listing (default: the bundled sample)")
+    run.add_argument("--crawl", help="crawl name (default: 'sample', or the source's folder name)")
+    _common(run)
+    run.add_argument("--until", default=None, help="last asset to materialize (default: the last data asset)")
+    run.add_argument("--files-per-shard", type=int, default=None)
+
+    crawl = sub.add_parser("crawl", help="manage registered crawls")
+    crawl_sub = crawl.add_subparsers(dest="crawl_command", required=True)
+    add = crawl_sub.add_parser("add", help="register a crawl source and its shards")
+    add.add_argument("name")
+    add.add_argument("source")
+    add.add_argument("--files-per-shard", type=int, default=None)
+    _common(add)
+    listing = crawl_sub.add_parser("list", help="list registered crawls")
+    _common(listing)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", default="3000")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "crawl":
+            return cmd_crawl(args)
+        return cmd_ui(args)
+    except (ValidationError, FileNotFoundError, NotADirectoryError, KeyError, ValueError) as e:
+        console.print(f"[red]error:[/red] {_message(e)}")
+        return 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help=f"storage root, local or s3:// (default: {DEFAULT_DATA_ROOT})")
+    p.add_argument("--config", default=None, help="YAML file of PipelineConfig fields")
+
+
+def _message(e: Exception) -> str:
+    if isinstance(e, ValidationError):
+        return "bad config: " + "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def load_config(config_file: str | None, data: str | None):
+    """PipelineConfig from a YAML file and flags; unknown or bad fields fail here, named."""
+    from assets_defs.resources import PipelineConfig
+
+    fields = {}
+    if config_file:
+        fields = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(fields, dict):
+            raise ValueError(f"{config_file}: expected a mapping of PipelineConfig fields")
+        unknown = sorted(set(fields) - set(PipelineConfig.model_fields))
+        if unknown:
+            raise ValueError(f"{config_file}: unknown config field(s) {unknown}")
+    fields["data_root"] = data or fields.get("data_root") or os.environ.get("CRAWL2CHAT_DATA_ROOT", DEFAULT_DATA_ROOT)
+    os.environ["CRAWL2CHAT_DATA_ROOT"] = fields["data_root"]  # so the UI, started from here, finds the same data
+    return PipelineConfig(**fields)
+
+
+def _instance():
+    import dagster as dg
+
+    home = os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def cmd_run(args) -> int:
+    import dagster as dg
+    from tqdm import tqdm
+
+    from assets_defs.data_assets import DATA_ASSETS
+    from assets_defs.partitions import partition_key, register_partitions
+    from pipeline.funnel import DATA_STAGES, funnel
+    from pipeline.sources import SAMPLE_CRAWL, SAMPLE_SOURCE
+
+    config = load_config(args.config, args.data)
+    registry = config.registry()
+    name = args.crawl or (Path(args.source.rstrip("/")).name.split(".")[0] if args.source else SAMPLE_CRAWL)
+    if args.source or name == SAMPLE_CRAWL:
+        crawl, _ = registry.add(name, args.source or SAMPLE_SOURCE, args.files_per_shard)
+    else:
+        registry.discover(name)
+        crawl = registry.get(name)
+    names = [a.key.to_user_string() for a in DATA_ASSETS]
+    until = args.until or names[-1]
+    if until not in names:
+        raise ValueError(f"--until must be one of {names}, got {until!r}")
+    instance = _instance()
+    register_partitions(instance, crawl.name, crawl.shard_keys)
+    selection = dg.AssetSelection.assets(until).upstream()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    failed = []
+    for shard in tqdm(crawl.shard_keys, desc=f"crawl {crawl.name}", unit="shard"):
+        result = dg.materialize(
+            DATA_ASSETS,
+            selection=selection,
+            partition_key=partition_key(crawl.name, shard),
+            instance=instance,
+            resources={"config": config},
+            run_config=quiet,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failed.append(shard)
+    stages = DATA_STAGES[: DATA_STAGES.index(until) + 1] if until in DATA_STAGES else DATA_STAGES
+    print_funnel(funnel(config.store(), crawl.name, crawl.shard_keys, stages), crawl.name)
+    console.print(f"outputs in {config.store().uri()}; runs in DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
+    if failed:
+        console.print(f"[red]{len(failed)} shard(s) failed:[/red] {failed} (see the runs in the UI)")
+        return 1
+    return 0
+
+
+def print_funnel(rows, crawl: str) -> None:
+    table = Table(title=f"crawl {crawl}: documents surviving each stage")
+    for col in ("stage", "docs in", "docs out", "kept", "MB out", "drops by reason"):
+        table.add_column(col, justify="left" if col in ("stage", "drops by reason") else "right")
+    for r in rows:
+        kept = f"{r.rows_out / r.rows_in:.0%}" if r.rows_in else "-"
+        reasons = ", ".join(f"{k} {v}" for k, v in r.drops.most_common())
+        table.add_row(r.stage, str(r.rows_in), str(r.rows_out), kept, f"{r.bytes_out / 1e6:.2f}", reasons)
+    console.print(table)
+
+
+def cmd_crawl(args) -> int:
+    from assets_defs.partitions import register_partitions
+
+    config = load_config(args.config, args.data)
+    registry = config.registry()
+    if args.crawl_command == "add":
+        crawl, new = registry.add(args.name, args.source, args.files_per_shard)
+        register_partitions(_instance(), crawl.name, crawl.shard_keys)
+        console.print(f"crawl {crawl.name}: {len(crawl.shards)} shard(s), {len(new)} new, source {crawl.source}")
+        return 0
+    for name in registry.names():
+        crawl = registry.get(name)
+        files = sum(len(s) for s in crawl.shards)
+        console.print(f"{name}\t{len(crawl.shards)} shards\t{files} files\t{crawl.source}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    _instance()
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "assets_defs.definitions", "-h", args.host, "-p", args.port]
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The one configuration resource. Bad values fail when the config is loaded, with the field named."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field, field_validator
+
+from pipeline.langid import DEFAULT_THRESHOLD
+from pipeline.sources import CrawlRegistry, source_storage_options
+from pipeline.storage import Store
+from pipeline.warc import DEFAULT_MAX_RECORD_BYTES
+
+# Fraction of rows a stage may remove before its check warns: outside the band, something upstream changed
+# (a new extractor, a crawl in another language) and a person should look.
+DEFAULT_REMOVAL_BANDS = {
+    "warc_records": (0.0, 0.5),
+    "url_filtered": (0.0, 0.2),
+    "extracted_text": (0.0, 0.3),
+    "language_filtered": (0.0, 0.8),
+    "quality_filtered": (0.0, 0.8),
+}
+
+
+class PipelineConfig(dg.ConfigurableResource):
+    """Where data lives and how each data stage behaves."""
+
+    data_root: str = Field(default="data", description="Local folder or s3://bucket/prefix for every output.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, a test server).")
+    aws_access_key_id: str | None = Field(default=None, description="Set as dg.EnvVar('AWS_ACCESS_KEY_ID').")
+    aws_secret_access_key: str | None = Field(default=None, description="Set as dg.EnvVar('AWS_SECRET_ACCESS_KEY').")
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, gt=0)
+    extractor: Literal["resiliparse", "trafilatura"] = "resiliparse"
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    language_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
+    soft_word_threshold: int = Field(default=2, ge=1, description="Soft-banned URL words needed to drop a page.")
+    url_blocklist_dir: str | None = Field(default=None, description="Folder with lists replacing the shipped ones.")
+    removal_bands: dict[str, list[float]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_REMOVAL_BANDS.items()})
+
+    @field_validator("languages")
+    @classmethod
+    def _languages_are_codes(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not v.isalpha() or not 2 <= len(v) <= 3]
+        if bad:
+            raise ValueError(f"languages must be ISO 639 codes like 'en', got {bad}")
+        return value
+
+    @field_validator("removal_bands")
+    @classmethod
+    def _bands_are_ranges(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        for stage, band in value.items():
+            if len(band) != 2 or not 0.0 <= band[0] <= band[1] <= 1.0:
+                raise ValueError(f"removal_bands[{stage!r}] must be [low, high] with 0 <= low <= high <= 1, got {band}")
+        return value
+
+    def storage_options(self, uri: str) -> dict:
+        """fsspec options for a URI: anonymous for Common Crawl's bucket, this config's credentials for S3."""
+        if not uri.startswith("s3://"):
+            return {}
+        options = source_storage_options(uri)
+        if options:
+            return options
+        if self.s3_endpoint_url:
+            options["endpoint_url"] = self.s3_endpoint_url
+        if self.aws_access_key_id:
+            options["key"] = self.aws_access_key_id
+            options["secret"] = self.aws_secret_access_key
+        return options
+
+    def store(self) -> Store:
+        return Store(self.data_root, self.storage_options(self.data_root))
+
+    def registry(self) -> CrawlRegistry:
+        return CrawlRegistry(self.store(), self.storage_options)
+
+    def band(self, stage: str) -> tuple[float, float]:
+        low, high = self.removal_bands.get(stage, DEFAULT_REMOVAL_BANDS.get(stage, (0.0, 1.0)))
+        return low, high
