@@ -125,7 +125,7 @@ def cmd_run(args) -> int:
             selection=selection,
             partition_key=partition_key(crawl.name, shard),
             instance=instance,
-            resources={"config": config},
+            resources={"settings": config},
             run_config=quiet,
             raise_on_error=False,
         )

@@ -1,7 +1,5 @@
 """Shard-level data assets, WARC -> quality-filtered text. Each calls into pipeline/ and reports what it did."""
 
-from __future__ import annotations
-
 import base64
 from collections import Counter
 
@@ -48,9 +46,9 @@ def _shard_asset(name: str, deps: list[str], description: str):
     )
 
 
-def _run_stage(context, config: PipelineConfig, stage: str, outputs, stage_config: dict) -> dg.MaterializeResult:
+def _run_stage(context, settings: PipelineConfig, stage: str, outputs, stage_config: dict) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
-    store = config.store()
+    store = settings.store()
     stats = write_partition(store, stage, crawl, shard, outputs, stage_config, SCHEMAS[stage])
     context.log.info(f"{stage} {crawl}/{shard}: {stats.rows_in} -> {stats.rows_out} rows; drops {dict(stats.drops)}")
     metadata = _metadata(store, stats, crawl, shard)
@@ -58,7 +56,7 @@ def _run_stage(context, config: PipelineConfig, stage: str, outputs, stage_confi
         rows = funnel(store, crawl, [shard], DATA_STAGES)
         png = base64.b64encode(funnel_png(rows, f"{crawl}/{shard}")).decode()
         metadata["funnel"] = dg.MetadataValue.md(funnel_markdown(rows) + f"\n\n![funnel](data:image/png;base64,{png})")
-    return dg.MaterializeResult(metadata=metadata, check_results=_check_results(store, stats, config, crawl, shard))
+    return dg.MaterializeResult(metadata=metadata, check_results=_check_results(store, stats, settings, crawl, shard))
 
 
 def _metadata(store, stats: StageStats, crawl: str, shard: str) -> dict:
@@ -79,11 +77,11 @@ def _metadata(store, stats: StageStats, crawl: str, shard: str) -> dict:
     }
 
 
-def _check_results(store, stats: StageStats, config: PipelineConfig, crawl: str, shard: str) -> list[dg.AssetCheckResult]:
+def _check_results(store, stats: StageStats, settings: PipelineConfig, crawl: str, shard: str) -> list[dg.AssetCheckResult]:
     expected = SCHEMAS[stats.stage]
     first = store.parts(stats.stage, crawl, shard)[0]
     found = dict(store.read_part(stats.stage, crawl, shard, first).schema)
-    low, high = config.band(stats.stage)
+    low, high = settings.band(stats.stage)
     return [
         dg.AssetCheckResult(
             check_name="schema",
@@ -99,25 +97,25 @@ def _check_results(store, stats: StageStats, config: PipelineConfig, crawl: str,
     ]
 
 
-def _files(config: PipelineConfig, crawl: str, shard: str) -> list[str]:
+def _files(settings: PipelineConfig, crawl: str, shard: str) -> list[str]:
     try:
-        return config.registry().get(crawl).files(shard)
+        return settings.registry().get(crawl).files(shard)
     except KeyError as e:
         raise dg.Failure(description=str(e.args[0])) from None
 
 
 @_shard_asset("warc_records", [], "HTML response records read from the shard's WARC files (fastwarc).")
-def warc_records(context: dg.AssetExecutionContext, config: PipelineConfig) -> dg.MaterializeResult:
+def warc_records(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
-    files = _files(config, crawl, shard)
-    outputs = warc.warc_parts(files, options_for=config.storage_options, max_record_bytes=config.max_record_bytes)
-    return _run_stage(context, config, "warc_records", outputs, {"files": files, "max_record_bytes": config.max_record_bytes})
+    files = _files(settings, crawl, shard)
+    outputs = warc.warc_parts(files, options_for=settings.storage_options, max_record_bytes=settings.max_record_bytes)
+    return _run_stage(context, settings, "warc_records", outputs, {"files": files, "max_record_bytes": settings.max_record_bytes})
 
 
 @_shard_asset("url_filtered", ["warc_records"], "Drops blocklisted domains and URLs with banned words (FineWeb).")
-def url_filtered(context: dg.AssetExecutionContext, config: PipelineConfig) -> dg.MaterializeResult:
+def url_filtered(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
-    url_filter = URLFilter.from_config(list_dir=config.url_blocklist_dir, soft_word_threshold=config.soft_word_threshold)
+    url_filter = URLFilter.from_config(list_dir=settings.url_blocklist_dir, soft_word_threshold=settings.soft_word_threshold)
 
     def transform(df: pl.DataFrame):
         reasons = url_filter.filter_urls(df["url"].to_list())
@@ -125,36 +123,36 @@ def url_filtered(context: dg.AssetExecutionContext, config: PipelineConfig) -> d
         dropped = [{"id": i, "url": u, "reason": r} for i, u, r in zip(df["id"], df["url"], reasons) if r is not None]
         return df.filter(keep), exclusions(dropped, "url_filtered"), Counter()
 
-    outputs = map_parts(config.store(), "warc_records", crawl, shard, transform)
-    stage_config = {"lists": url_filter.describe(), "soft_word_threshold": config.soft_word_threshold}
-    return _run_stage(context, config, "url_filtered", outputs, stage_config)
+    outputs = map_parts(settings.store(), "warc_records", crawl, shard, transform)
+    stage_config = {"lists": url_filter.describe(), "soft_word_threshold": settings.soft_word_threshold}
+    return _run_stage(context, settings, "url_filtered", outputs, stage_config)
 
 
 @_shard_asset("extracted_text", ["url_filtered"], "Main text of each page (resiliparse, or trafilatura).")
-def extracted_text(context: dg.AssetExecutionContext, config: PipelineConfig) -> dg.MaterializeResult:
+def extracted_text(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
     outputs = map_parts(
-        config.store(), "url_filtered", crawl, shard, lambda df: extract.extract_records(df, crawl, config.extractor)
+        settings.store(), "url_filtered", crawl, shard, lambda df: extract.extract_records(df, crawl, settings.extractor)
     )
-    return _run_stage(context, config, "extracted_text", outputs, {"extractor": config.extractor})
+    return _run_stage(context, settings, "extracted_text", outputs, {"extractor": settings.extractor})
 
 
 @_shard_asset("language_filtered", ["extracted_text"], "fastText lid.176 language ID; keeps configured languages.")
-def language_filtered(context: dg.AssetExecutionContext, config: PipelineConfig) -> dg.MaterializeResult:
+def language_filtered(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
     outputs = map_parts(
-        config.store(),
+        settings.store(),
         "extracted_text",
         crawl,
         shard,
-        lambda df: langid.filter_languages(df, config.languages, config.language_threshold),
+        lambda df: langid.filter_languages(df, settings.languages, settings.language_threshold),
     )
-    stage_config = {"languages": config.languages, "threshold": config.language_threshold, "model": "lid.176.ftz"}
-    return _run_stage(context, config, "language_filtered", outputs, stage_config)
+    stage_config = {"languages": settings.languages, "threshold": settings.language_threshold, "model": "lid.176.ftz"}
+    return _run_stage(context, settings, "language_filtered", outputs, stage_config)
 
 
 @_shard_asset("quality_filtered", ["language_filtered"], "Gopher repetition and quality, C4 and FineWeb rules.")
-def quality_filtered(context: dg.AssetExecutionContext, config: PipelineConfig) -> dg.MaterializeResult:
+def quality_filtered(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
     filters = default_quality_filters()
 
@@ -162,8 +160,8 @@ def quality_filtered(context: dg.AssetExecutionContext, config: PipelineConfig) 
         kept, dropped = apply_filters(df, filters, "quality_filtered")
         return kept, dropped, Counter()
 
-    outputs = map_parts(config.store(), "language_filtered", crawl, shard, transform)
-    return _run_stage(context, config, "quality_filtered", outputs, {"filters": [repr(f) for f in filters]})
+    outputs = map_parts(settings.store(), "language_filtered", crawl, shard, transform)
+    return _run_stage(context, settings, "quality_filtered", outputs, {"filters": [repr(f) for f in filters]})
 
 
 DATA_ASSETS = [warc_records, url_filtered, extracted_text, language_filtered, quality_filtered]

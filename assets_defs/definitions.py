@@ -14,5 +14,5 @@ defs = dg.Definitions(
     assets=DATA_ASSETS,
     jobs=[data_job],
     sensors=[new_shards_sensor],
-    resources={"config": PipelineConfig(data_root=dg.EnvVar("CRAWL2CHAT_DATA_ROOT").get_value("data"))},
+    resources={"settings": PipelineConfig(data_root=dg.EnvVar("CRAWL2CHAT_DATA_ROOT").get_value("data"))},
 )

@@ -1,6 +1,5 @@
 """A sensor that finds new WARC files in registered crawls, makes shards of them and asks for their runs."""
 
-from __future__ import annotations
 
 import json
 
@@ -18,10 +17,10 @@ data_job = dg.define_asset_job(
 
 
 @dg.sensor(job=data_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
-def new_shards_sensor(context: dg.SensorEvaluationContext, config: PipelineConfig) -> dg.SensorResult:
+def new_shards_sensor(context: dg.SensorEvaluationContext, settings: PipelineConfig) -> dg.SensorResult:
     """The cursor maps each crawl to the number of shards already requested, so a shard is asked for once."""
     cursor = json.loads(context.cursor) if context.cursor else {}
-    registry = config.registry()
+    registry = settings.registry()
     requests, add_crawls, add_shards = [], [], set()
     known_crawls = set(context.instance.get_dynamic_partitions(crawls.name))
     known_shards = set(context.instance.get_dynamic_partitions(shards.name))

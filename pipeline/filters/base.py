@@ -24,15 +24,18 @@ class Filter(Protocol):
 def apply_filters(df: pl.DataFrame, filters: list[Filter], stage: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Returns (kept rows, exclusion rows). `df` needs `text`, `id` and `url` columns."""
     keep: list[bool] = []
+    texts: list[str] = []  # a filter may rewrite doc.text (C4 removes lines); the kept row carries the new text
     dropped: list[dict] = []
     for row in df.iter_rows(named=True):
         doc = Document(text=row["text"], id=row["id"], metadata=row)
         reason = first_drop_reason(doc, filters)
         keep.append(reason is None)
+        texts.append(doc.text)
         if reason is not None:
             dropped.append({"id": row["id"], "url": row.get("url"), "reason": reason})
     mask = pl.Series("keep", keep, dtype=pl.Boolean)
-    return df.filter(mask), exclusions(dropped, stage)
+    kept = df.with_columns(pl.Series("text", texts, dtype=pl.String)).filter(mask)
+    return kept, exclusions(dropped, stage)
 
 
 def first_drop_reason(doc: Document, filters: list[Filter]) -> str | None:
