@@ -88,8 +88,11 @@ def load_config(config_file: str | None, data: str | None):
 def _instance():
     import dagster as dg
 
-    home = os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))
-    Path(home).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():  # a new home: keep everything local and say nothing to the network
+        settings.write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.get()
 
 
@@ -142,13 +145,18 @@ def cmd_run(args) -> int:
 
 def print_funnel(rows, crawl: str) -> None:
     table = Table(title=f"crawl {crawl}: documents surviving each stage")
-    for col in ("stage", "docs in", "docs out", "kept", "MB out", "drops by reason"):
-        table.add_column(col, justify="left" if col in ("stage", "drops by reason") else "right")
+    for col in ("stage", "docs in", "docs out", "kept", "MB out"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    drops = Table(title="dropped, by stage and reason")
+    for col in ("stage", "reason", "docs"):
+        drops.add_column(col, justify="right" if col == "docs" else "left")
     for r in rows:
         kept = f"{r.rows_out / r.rows_in:.0%}" if r.rows_in else "-"
-        reasons = ", ".join(f"{k} {v}" for k, v in r.drops.most_common())
-        table.add_row(r.stage, str(r.rows_in), str(r.rows_out), kept, f"{r.bytes_out / 1e6:.2f}", reasons)
+        table.add_row(r.stage, str(r.rows_in), str(r.rows_out), kept, f"{r.bytes_out / 1e6:.2f}")
+        for reason, count in r.drops.most_common():
+            drops.add_row(r.stage, reason, str(count))
     console.print(table)
+    console.print(drops)
 
 
 def cmd_crawl(args) -> int:
@@ -164,7 +172,7 @@ def cmd_crawl(args) -> int:
     for name in registry.names():
         crawl = registry.get(name)
         files = sum(len(s) for s in crawl.shards)
-        console.print(f"{name}\t{len(crawl.shards)} shards\t{files} files\t{crawl.source}")
+        print(f"{name}\t{len(crawl.shards)} shards\t{files} files\t{crawl.source}")
     return 0
 
 

@@ -160,9 +160,11 @@ GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 class GopherQualityFilter:
     """Gopher's document-quality rules (Rae et al. 2021, appendix A), as datatrove implements them.
 
-    Word counts and the average word length use word tokens (punctuation-only tokens left out); the symbol and
-    alphabetic ratios divide by all tokens, punctuation included, as datatrove does. Stop words match
-    case-sensitively, also as datatrove does ("The" does not count as "the").
+    Word counts, the average word length and the alphabetic ratio use word tokens (punctuation-only tokens left
+    out); the symbol ratios divide by all tokens, as datatrove does. datatrove also divides the alphabetic ratio
+    by all tokens, punctuation included; the paper counts words, and on the bundled sample the token version
+    dropped 149 of 299 English pages, ordinary Debian handbook prose among them, so this follows the paper.
+    Stop words match case-sensitively, as datatrove does ("The" does not count as "the").
     Reasons are datatrove's without its "gopher_" prefix (the filter name already says gopher_qual); note that
     "enough_stop_words" is datatrove's name for "too few stop words".
     """
@@ -214,8 +216,8 @@ class GopherQualityFilter:
         if _over(end_ellipsis / len(lines), self.max_ellipsis_lines_ratio):
             return False, "too_many_end_ellipsis"
 
-        alpha = sum(any(ch.isalpha() for ch in t) for t in tokens)
-        if self.max_non_alpha_words_ratio is not None and alpha / n_tokens < self.max_non_alpha_words_ratio:
+        alpha = sum(any(ch.isalpha() for ch in t) for t in word_tokens)
+        if self.max_non_alpha_words_ratio is not None and alpha / n_words < self.max_non_alpha_words_ratio:
             return False, "below_alpha_threshold"
 
         stop_words = set(self.stop_words)

@@ -1,0 +1,101 @@
+"""The `crawl2chat` command: the funnel, clear errors, and a killed run that reruns to the same outputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from assets_defs.cli import main
+from pipeline.funnel import DATA_STAGES
+from pipeline.storage import Store
+
+CLI = [sys.executable, "-m", "assets_defs.cli"]
+
+
+def _env(tmp: Path) -> dict:
+    return {**os.environ, "DAGSTER_HOME": str(tmp / "home"), "CRAWL2CHAT_DATA_ROOT": str(tmp / "data")}
+
+
+def _outputs(root: Path, shards: list[str]) -> dict:
+    store = Store(str(root))
+    out = {}
+    for stage in DATA_STAGES:
+        for shard in shards:
+            for dropped in (False, True):
+                df = store.read(stage, "sample", shard, dropped=dropped)
+                out[(stage, shard, dropped)] = df.sort("id") if df.height else df
+    return out
+
+
+@pytest.mark.slow
+def test_killed_run_reruns_to_the_same_outputs(tmp_path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    for d in (clean, killed):
+        (d / "home").mkdir(parents=True)
+    done = subprocess.run(CLI + ["run"], env=_env(clean), cwd=clean, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "quality_filtered" in done.stdout and "dropped, by stage and reason" in done.stdout
+
+    proc = subprocess.Popen(CLI + ["run"], env=_env(killed), cwd=killed, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120  # kill it once some shard has committed and others have not
+    while not list((killed / "data").glob("quality_filtered/sample/*/_manifest.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(list((killed / "data").glob("quality_filtered/sample/*/_manifest.json"))) < 8, "run ended before the kill"
+
+    rerun = subprocess.run(CLI + ["run"], env=_env(killed), cwd=killed, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    shards = [f"{i:05d}" for i in range(8)]
+    a, b = _outputs(clean / "data", shards), _outputs(killed / "data", shards)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].equals(b[key]), key
+    assert not list((killed / "data").rglob("*.tmp-*")), "a temporary file survived the rerun"
+
+
+def test_bad_config_file_is_refused_naming_the_field(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("language_threshold: 7\n")
+    assert main(["run", "--config", str(bad), "--data", str(tmp_path / "d")]) == 2
+    assert "language_threshold" in capsys.readouterr().out
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("languagess: [en]\n")
+    assert main(["run", "--config", str(unknown), "--data", str(tmp_path / "d")]) == 2
+    assert "languagess" in capsys.readouterr().out
+
+
+def test_missing_source_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["crawl", "add", "web", str(tmp_path / "nowhere"), "--data", str(tmp_path / "d")]) == 2
+    assert "crawl source not found" in capsys.readouterr().out
+    assert main(["run", "--crawl", "web", "--data", str(tmp_path / "d")]) == 2
+    assert "no crawl named 'web'" in capsys.readouterr().out
+
+
+def test_crawl_add_and_list(tmp_path, capsys, monkeypatch, good_page):
+    from conftest import write_warc
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        write_warc(src / f"f{i}.warc.gz", [{"url": f"https://a.org/{i}", "body": good_page}])
+    assert main(["crawl", "add", "web", str(src), "--files-per-shard", "2", "--data", str(tmp_path / "d")]) == 0
+    assert "2 shard(s), 2 new" in capsys.readouterr().out
+    assert main(["crawl", "list", "--data", str(tmp_path / "d")]) == 0
+    assert "web\t2 shards\t3 files" in capsys.readouterr().out
+    assert main(["run", "--crawl", "web", "--until", "extracted_text", "--data", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "extracted_text" in out and "language_filtered" not in out
+    assert pl.read_parquet(tmp_path / "d/extracted_text/web/00001/part-00000-00000.parquet")["url"].to_list() == ["https://a.org/2"]
