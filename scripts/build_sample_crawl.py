@@ -28,6 +28,11 @@ from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from pipeline.documents import Document
+from pipeline.extract import decode_html, extract_text
+from pipeline.filters.base import first_drop_reason
+from pipeline.filters.quality import default_quality_filters
+
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html")
 PYDOCS = Path("/usr/share/doc/python3.11/html")
 PNG = PYDOCS / "_static" / "py.png"
@@ -254,11 +259,18 @@ def record_cases() -> list[Page]:
                          case="revisit", expect="skipped: not a response, so neither a row nor an exclusion")]
 
 
+def passes_quality(body: bytes) -> bool:
+    """True if the page's main text passes the quality filters, so its duplicates reach the dedup stage."""
+    text = extract_text(decode_html(body, "utf-8")[0])
+    return first_drop_reason(Document(text=text, id=""), default_quality_filters()) is None
+
+
 def duplicate_cases(english: list[Page], rng: random.Random, files: list[list[Page]]) -> None:
     """Moves 6 pages out of `english` into `files` with copies: each original comes before its copies in file order."""
     kept = "kept (its group's first URL in file order)"
     for g, n_copies in enumerate([1, 2, 3]):  # exact duplicates on mirror hosts: originals in files 0-2
-        original = english.pop()
+        original = next(p for p in reversed(english) if passes_quality(p.body))
+        english.remove(original)
         original.case, original.group, original.expect = "exact_duplicate", f"exact-{g + 1}", kept
         files[g].append(original)
         site, path = original.url.split("/", 3)[2:]
@@ -268,7 +280,10 @@ def duplicate_cases(english: list[Page], rng: random.Random, files: list[list[Pa
                                              group=original.group, expect="dropped as an exact duplicate",
                                              expect_stage="deduplicated"))
     for g, n_copies in enumerate([1, 2, 1]):  # near duplicates: originals in files 3-5, copies in 5-7
-        original = next(p for p in reversed(english) if "python.org" in p.url and len(prose_words(p.body)) > 1200)
+        original = next(
+            p for p in reversed(english)
+            if "python.org" in p.url and len(prose_words(p.body)) > 1200 and passes_quality(p.body)
+        )
         english.remove(original)
         original.case, original.group, original.expect = "near_duplicate", f"near-{g + 1}", kept
         files[g + 3].append(original)

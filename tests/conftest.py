@@ -65,3 +65,24 @@ def dagster_instance(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         yield instance
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory) -> Path:
+    """`crawl2chat run` over the whole bundled sample, once per session, in a subprocess as a user runs it.
+
+    Returns the folder holding data/ (outputs) and home/ (DAGSTER_HOME).
+    """
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("sample_run")
+    (root / "home").mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "CRAWL2CHAT_DATA_ROOT": str(root / "data")}
+    done = subprocess.run(
+        [sys.executable, "-m", "assets_defs.cli", "run"], env=env, cwd=root, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (root / "stdout.txt").write_text(done.stdout)
+    return root

@@ -35,13 +35,11 @@ def _outputs(root: Path, shards: list[str]) -> dict:
 
 
 @pytest.mark.slow
-def test_killed_run_reruns_to_the_same_outputs(tmp_path):
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
-    for d in (clean, killed):
-        (d / "home").mkdir(parents=True)
-    done = subprocess.run(CLI + ["run"], env=_env(clean), cwd=clean, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "quality_filtered" in done.stdout and "dropped, by stage and reason" in done.stdout
+def test_killed_run_reruns_to_the_same_outputs(tmp_path, sample_run):
+    clean, killed = sample_run, tmp_path / "killed"
+    (killed / "home").mkdir(parents=True)
+    stdout = (clean / "stdout.txt").read_text()
+    assert "quality_filtered" in stdout and "dropped, by stage and reason" in stdout
 
     proc = subprocess.Popen(CLI + ["run"], env=_env(killed), cwd=killed, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
