@@ -55,13 +55,14 @@ def _run_stage(context, settings: PipelineConfig, stage: str, outputs, stage_con
     if stage == DATA_STAGES[-1]:
         rows = funnel(store, crawl, [shard], DATA_STAGES)
         png = base64.b64encode(funnel_png(rows, f"{crawl}/{shard}")).decode()
-        metadata["funnel"] = dg.MetadataValue.md(funnel_markdown(rows) + f"\n\n![funnel](data:image/png;base64,{png})")
+        metadata["funnel"] = dg.MetadataValue.md(funnel_markdown(rows))
+        metadata["funnel_chart"] = dg.MetadataValue.md(f"![funnel](data:image/png;base64,{png})")
     return dg.MaterializeResult(metadata=metadata, check_results=_check_results(store, stats, settings, crawl, shard))
 
 
 def _metadata(store, stats: StageStats, crawl: str, shard: str) -> dict:
     drops = "\n".join(f"| {k} | {v} |" for k, v in stats.drops.most_common())
-    preview = "\n".join(f"| {r['url']} | {r['text'][:120].replace('|', ' ').replace(chr(10), ' ')} |" for r in stats.preview)
+    preview = "\n".join(f"| {r['text'][:160].replace('|', ' ').replace(chr(10), ' ')} | {r['url']} |" for r in stats.preview)
     return {
         "dagster/row_count": stats.rows_out,
         "rows_in": stats.rows_in,
@@ -71,7 +72,7 @@ def _metadata(store, stats: StageStats, crawl: str, shard: str) -> dict:
         "removed_fraction": round(stats.removed_fraction, 4),
         "drops_by_reason": dg.MetadataValue.md("| reason | rows |\n|---|---:|\n" + drops if drops else "no drops"),
         "notes": dg.MetadataValue.json(dict(stats.notes)),
-        "preview": dg.MetadataValue.md("| url | text |\n|---|---|\n" + preview if preview else "empty"),
+        "preview": dg.MetadataValue.md("| text | url |\n|---|---|\n" + preview if preview else "empty"),
         "kept_path": dg.MetadataValue.path(store.uri(stats.stage, crawl, shard)),
         "dropped_path": dg.MetadataValue.path(store.uri("dropped", stats.stage, crawl, shard)),
     }

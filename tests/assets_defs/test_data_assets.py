@@ -47,7 +47,8 @@ def test_whole_chain_on_a_sample_shard(tmp_path, dagster_instance):
     meta = {k: mats[k].materialization.metadata for k in mats}
     assert meta["warc_records"]["rows_out"].value == meta["url_filtered"]["rows_in"].value
     assert meta["quality_filtered"]["rows_out"].value > 0
-    assert "funnel" in meta["quality_filtered"] and "data:image/png;base64" in meta["quality_filtered"]["funnel"].value
+    assert "| warc_records |" in meta["quality_filtered"]["funnel"].value
+    assert meta["quality_filtered"]["funnel_chart"].value.startswith("![funnel](data:image/png;base64,")
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 2 * len(DATA_ASSETS)
     assert all(c.passed for c in checks if c.check_name == "schema")
