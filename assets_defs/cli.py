@@ -97,12 +97,9 @@ def _instance():
 
 
 def cmd_run(args) -> int:
-    import dagster as dg
-    from tqdm import tqdm
-
-    from assets_defs.data_assets import DATA_ASSETS
-    from assets_defs.partitions import partition_key, register_partitions
-    from pipeline.funnel import DATA_STAGES, funnel
+    from assets_defs.graph import ASSET_ORDER
+    from assets_defs.partitions import register_partitions
+    from pipeline.funnel import FUNNEL_STAGES, funnel
     from pipeline.sources import SAMPLE_CRAWL, SAMPLE_SOURCE
 
     config = load_config(args.config, args.data)
@@ -113,34 +110,59 @@ def cmd_run(args) -> int:
     else:
         registry.discover(name)
         crawl = registry.get(name)
-    names = [a.key.to_user_string() for a in DATA_ASSETS]
-    until = args.until or names[-1]
-    if until not in names:
-        raise ValueError(f"--until must be one of {names}, got {until!r}")
+    until = args.until or ASSET_ORDER[-1]
+    if until not in ASSET_ORDER:
+        raise ValueError(f"--until must be one of {ASSET_ORDER}, got {until!r}")
     instance = _instance()
     register_partitions(instance, crawl.name, crawl.shard_keys)
-    selection = dg.AssetSelection.assets(until).upstream()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    failed = []
-    for shard in tqdm(crawl.shard_keys, desc=f"crawl {crawl.name}", unit="shard"):
-        result = dg.materialize(
-            DATA_ASSETS,
-            selection=selection,
-            partition_key=partition_key(crawl.name, shard),
-            instance=instance,
-            resources={"settings": config},
-            run_config=quiet,
-            raise_on_error=False,
-        )
-        if not result.success:
-            failed.append(shard)
-    stages = DATA_STAGES[: DATA_STAGES.index(until) + 1] if until in DATA_STAGES else DATA_STAGES
-    print_funnel(funnel(config.store(), crawl.name, crawl.shard_keys, stages), crawl.name)
+    failed = materialize_crawl(instance, config, crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1])
+    stages = [s for s in FUNNEL_STAGES if s in ASSET_ORDER[: ASSET_ORDER.index(until) + 1]]
+    print_funnel(funnel(config.store(), crawl.name, crawl.shard_keys, tuple(stages)), crawl.name)
     console.print(f"outputs in {config.store().uri()}; runs in DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
     if failed:
-        console.print(f"[red]{len(failed)} shard(s) failed:[/red] {failed} (see the runs in the UI)")
+        console.print(f"[red]{len(failed)} run(s) failed:[/red] {failed} (see the runs in the UI)")
         return 1
     return 0
+
+
+def materialize_crawl(instance, config, crawl, names: list[str]) -> list[str]:
+    """Runs each phase of the graph over the crawl, one in-process run per partition; returns the failed ones.
+
+    A phase runs only if the one before it succeeded everywhere: a crawl-level step needs every shard.
+    """
+    import dagster as dg
+    from tqdm import tqdm
+
+    from assets_defs.graph import ALL_ASSETS, PHASES
+    from assets_defs.partitions import partition_key
+
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    for phase in PHASES:
+        selected = [a.key for a in phase.assets if a.key.to_user_string() in names]
+        if not selected:
+            break
+        keys = (
+            [(shard, partition_key(crawl.name, shard)) for shard in crawl.shard_keys]
+            if phase.per == "shard"
+            else [(crawl.name, crawl.name)]
+        )
+        failed = []
+        label = f"{crawl.name}: {selected[0].to_user_string()}..{selected[-1].to_user_string()}"
+        for label_key, key in tqdm(keys, desc=label, unit=phase.per):
+            result = dg.materialize(
+                ALL_ASSETS,
+                selection=dg.AssetSelection.assets(*selected),
+                partition_key=key,
+                instance=instance,
+                resources={"settings": config},
+                run_config=quiet,
+                raise_on_error=False,
+            )
+            if not result.success:
+                failed.append(label_key)
+        if failed:
+            return failed
+    return []
 
 
 def print_funnel(rows, crawl: str) -> None:
