@@ -14,7 +14,7 @@ a regex tokenizer that splits punctuation off words the way nltk's word_tokenize
 a threshold set to None switches its rule off.
 
 `C4QualityFilter` removes lines and REWRITES `doc.text` (as datatrove's does). Filters later in the same chain see
-the rewritten text; `pipeline.filters.base.apply_filters` itself does not copy it back into the table.
+the rewritten text, and `pipeline.filters.base.apply_filters` writes it back into the kept row.
 """
 
 from __future__ import annotations
