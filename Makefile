@@ -31,6 +31,8 @@ ui: setup
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bench_dedup
+	$(BIN)/python -m bench.bench_pii
 
 # Rebuilds the bundled sample crawl from Debian documentation packages (needs apt; the result is committed).
 sample: setup

@@ -1,18 +1,32 @@
-"""The asset graph in run order, as phases of assets that share a partitioning (crawl x shard, or crawl)."""
+"""The asset graph in run order, as phases of assets that share a partitioning (crawl x shard, or crawl).
+
+Each phase is also a job, so the sensor and the UI can launch exactly one partition's worth of work.
+"""
 
 from dataclasses import dataclass
 
 import dagster as dg
 
 from assets_defs.data_assets import DATA_ASSETS
+from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS
 
 
 @dataclass(frozen=True)
 class Phase:
+    job_name: str
     assets: list[dg.AssetsDefinition]
     per: str  # "shard": one run per crawl x shard partition; "crawl": one run per crawl
+    description: str
+
+    def job(self):
+        return dg.define_asset_job(self.job_name, selection=self.assets, description=self.description)
 
 
-PHASES = [Phase(DATA_ASSETS, "shard")]
+PHASES = [
+    Phase("ingest_job", [*DATA_ASSETS, *DEDUP_SHARD_ASSETS], "shard", "WARC to MinHash signatures for one shard."),
+    Phase("cluster_job", CRAWL_ASSETS, "crawl", "Near-duplicate clusters of one crawl."),
+    Phase("clean_job", CLEAN_ASSETS, "shard", "Dedup and PII removal for one shard."),
+]
 ALL_ASSETS = [a for phase in PHASES for a in phase.assets]
 ASSET_ORDER = [a.key.to_user_string() for a in ALL_ASSETS]
+JOBS = {phase.job_name: phase.job() for phase in PHASES}

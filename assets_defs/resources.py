@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from pipeline.langid import DEFAULT_THRESHOLD
+from pipeline.minhash import MinHashConfig
 from pipeline.sources import CrawlRegistry, source_storage_options
 from pipeline.storage import Store
 from pipeline.warc import DEFAULT_MAX_RECORD_BYTES
@@ -20,6 +21,8 @@ DEFAULT_REMOVAL_BANDS = {
     "extracted_text": (0.0, 0.3),
     "language_filtered": (0.0, 0.8),
     "quality_filtered": (0.0, 0.8),
+    "deduplicated": (0.0, 0.5),
+    "clean_documents": (0.0, 0.0),  # PII removal rewrites text; it never drops a document
 }
 
 
@@ -36,6 +39,12 @@ class PipelineConfig(dg.ConfigurableResource):
     language_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     soft_word_threshold: int = Field(default=2, ge=1, description="Soft-banned URL words needed to drop a page.")
     url_blocklist_dir: str | None = Field(default=None, description="Folder with lists replacing the shipped ones.")
+    minhash_ngrams: int = Field(default=5, ge=1, description="Word n-gram size of the shingles (FineWeb: 5).")
+    minhash_bands: int = Field(default=14, ge=1, description="LSH bands (FineWeb: 14).")
+    minhash_rows: int = Field(default=8, ge=1, description="Rows a band (FineWeb: 8); permutations = bands x rows.")
+    minhash_seed: int = 1
+    pii_spacy_model: str | None = Field(default=None, description="An installed spaCy model for PERSON/LOCATION.")
+    pii_score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Presidio findings below it are kept.")
     removal_bands: dict[str, list[float]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_REMOVAL_BANDS.items()})
 
     @field_validator("languages")
@@ -73,6 +82,11 @@ class PipelineConfig(dg.ConfigurableResource):
 
     def registry(self) -> CrawlRegistry:
         return CrawlRegistry(self.store(), self.storage_options)
+
+    def minhash_config(self) -> MinHashConfig:
+        return MinHashConfig(
+            n_grams=self.minhash_ngrams, bands=self.minhash_bands, rows=self.minhash_rows, seed=self.minhash_seed
+        )
 
     def band(self, stage: str) -> tuple[float, float]:
         low, high = self.removal_bands.get(stage, DEFAULT_REMOVAL_BANDS.get(stage, (0.0, 1.0)))

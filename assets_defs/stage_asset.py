@@ -6,16 +6,20 @@ import dagster as dg
 
 from assets_defs.partitions import crawl_and_shard, crawl_shards
 from assets_defs.resources import PipelineConfig
-from pipeline.documents import DOC_SCHEMA, RECORD_SCHEMA
+from pipeline.documents import CLEAN_SCHEMA, DOC_SCHEMA, RECORD_SCHEMA
 from pipeline.funnel import FUNNEL_STAGES, funnel, funnel_markdown, funnel_png
 from pipeline.stages import StageStats, write_partition
 
+# the ends of the filtering chain and of the data side carry the shard's funnel so far, as a table and a chart
+FUNNEL_ENDS = ("quality_filtered", "clean_documents")
 SCHEMAS = {
     "warc_records": RECORD_SCHEMA,
     "url_filtered": RECORD_SCHEMA,
     "extracted_text": DOC_SCHEMA,
     "language_filtered": DOC_SCHEMA,
     "quality_filtered": DOC_SCHEMA,
+    "deduplicated": DOC_SCHEMA,
+    "clean_documents": CLEAN_SCHEMA,
 }
 
 
@@ -28,30 +32,36 @@ def stage_checks(asset: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def shard_asset(name: str, deps: list[str], description: str):
+def shard_asset(name: str, deps: list, description: str, extra_checks: list[dg.AssetCheckSpec] = ()):
     return dg.asset(
         name=name,
         deps=deps,
         partitions_def=crawl_shards,
-        check_specs=stage_checks(name),
+        check_specs=[*stage_checks(name), *extra_checks],
         group_name="data",
         description=description,
         kinds={"polars", "parquet"},
     )
 
 
-def run_stage(context, settings: PipelineConfig, stage: str, outputs, stage_config: dict) -> dg.MaterializeResult:
+def run_stage(
+    context, settings: PipelineConfig, stage: str, outputs, stage_config: dict, extra_checks=None
+) -> dg.MaterializeResult:
+    """Writes the stage's partition; `extra_checks(store, crawl, shard)` adds check results of the asset's own."""
     crawl, shard = crawl_and_shard(context)
     store = settings.store()
     stats = write_partition(store, stage, crawl, shard, outputs, stage_config, SCHEMAS[stage])
     context.log.info(f"{stage} {crawl}/{shard}: {stats.rows_in} -> {stats.rows_out} rows; drops {dict(stats.drops)}")
     metadata = _metadata(store, stats, crawl, shard)
-    if stage == FUNNEL_STAGES[-1]:
-        rows = funnel(store, crawl, [shard], FUNNEL_STAGES)
+    if stage in FUNNEL_ENDS:
+        rows = funnel(store, crawl, [shard], FUNNEL_STAGES[: FUNNEL_STAGES.index(stage) + 1])
         png = base64.b64encode(funnel_png(rows, f"{crawl}/{shard}")).decode()
         metadata["funnel"] = dg.MetadataValue.md(funnel_markdown(rows))
         metadata["funnel_chart"] = dg.MetadataValue.md(f"![funnel](data:image/png;base64,{png})")
-    return dg.MaterializeResult(metadata=metadata, check_results=_check_results(store, stats, settings, crawl, shard))
+    checks = _check_results(store, stats, settings, crawl, shard)
+    if extra_checks:
+        checks += extra_checks(store, crawl, shard)
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 def _metadata(store, stats: StageStats, crawl: str, shard: str) -> dict:

@@ -42,6 +42,9 @@ DOC_SCHEMA: dict[str, pl.DataType] = {
     "language_score": pl.Float64,
 }
 
+# clean_documents: the FineWeb schema whole; token_count is filled by tokenization.
+CLEAN_SCHEMA: dict[str, pl.DataType] = {**DOC_SCHEMA, "token_count": pl.Int64}
+
 # What every stage writes for what it dropped (datatrove's exclusion writer).
 EXCLUSION_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pipeline.storage import PartitionMissing, Store
 
 DATA_STAGES = ("warc_records", "url_filtered", "extracted_text", "language_filtered", "quality_filtered")
-FUNNEL_STAGES = DATA_STAGES  # every stage that keeps or drops documents, in order
+FUNNEL_STAGES = (*DATA_STAGES, "deduplicated", "clean_documents")  # every stage that keeps or drops documents
 
 
 @dataclass

@@ -254,7 +254,11 @@ def record_cases() -> list[Page]:
         ("https://www.cafe-lumiere.example.com/old/moved.html", html_doc("We have moved", MOVED, meta="").encode(),
          "text/html; charset=x-no-such-charset", "unknown_charset", "kept: the unknown charset is ignored and the body "
          "(utf-8) decoded by detection")]
-    pages += [Page(url, body, ctype, case=case, expect=expect) for url, body, ctype, case, expect in kept]
+    # one text in four encodings: once decoded they are duplicates, and dedup keeps the first in file order
+    pages += [Page(url, body, ctype, case=case, group="charset-1", expect=expect if i == 0 else
+                   f"{expect.replace('kept', 'decoded', 1)}; then dropped as a duplicate of the first 'moved' page",
+                   expect_stage=None if i == 0 else "deduplicated")
+              for i, (url, body, ctype, case, expect) in enumerate(kept)]
     return pages + [Page("https://docs.python.org/3.11/index.html", (PYDOCS / "index.html").read_bytes(), revisit=True,
                          case="revisit", expect="skipped: not a response, so neither a row nor an exclusion")]
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from assets_defs.cli import main
-from pipeline.funnel import DATA_STAGES
+from pipeline.funnel import FUNNEL_STAGES
 from pipeline.storage import Store
 
 CLI = [sys.executable, "-m", "assets_defs.cli"]
@@ -26,7 +26,7 @@ def _env(tmp: Path) -> dict:
 def _outputs(root: Path, shards: list[str]) -> dict:
     store = Store(str(root))
     out = {}
-    for stage in DATA_STAGES:
+    for stage in FUNNEL_STAGES:
         for shard in shards:
             for dropped in (False, True):
                 df = store.read(stage, "sample", shard, dropped=dropped)

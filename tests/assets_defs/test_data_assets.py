@@ -29,9 +29,13 @@ def _materialize(settings, instance, crawl, shard):
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"warc_records", "url_filtered", "extracted_text", "language_filtered", "quality_filtered"}
-    assert defs.resolve_job_def("data_job") is not None
-    assert defs.resolve_sensor_def("new_shards_sensor") is not None
+    assert keys == {
+        "warc_records", "url_filtered", "extracted_text", "language_filtered", "quality_filtered",
+        "minhash_signatures", "duplicate_clusters", "deduplicated", "clean_documents",
+    }
+    for job in ("ingest_job", "cluster_job", "clean_job"):
+        assert defs.resolve_job_def(job) is not None
+    assert defs.resolve_sensor_def("crawl_sensor") is not None
 
 
 def test_whole_chain_on_a_sample_shard(tmp_path, dagster_instance):
