@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     listing = crawl_sub.add_parser("list", help="list registered crawls")
     _common(listing)
 
+    tok = sub.add_parser("tokenize", help="show how the trained tokenizer cuts a text: ids and byte pieces")
+    tok.add_argument("text")
+    _common(tok)
+
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", default="3000")
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "crawl":
             return cmd_crawl(args)
+        if args.command == "tokenize":
+            return cmd_tokenize(args)
         return cmd_ui(args)
     except (ValidationError, FileNotFoundError, NotADirectoryError, KeyError, ValueError) as e:
         console.print(f"[red]error:[/red] {_message(e)}")
@@ -141,13 +147,13 @@ def materialize_crawl(instance, config, crawl, names: list[str]) -> list[str]:
         selected = [a.key for a in phase.assets if a.key.to_user_string() in names]
         if not selected:
             break
-        keys = (
-            [(shard, partition_key(crawl.name, shard)) for shard in crawl.shard_keys]
-            if phase.per == "shard"
-            else [(crawl.name, crawl.name)]
-        )
+        if phase.per == "shard":
+            keys = [(shard, partition_key(crawl.name, shard)) for shard in crawl.shard_keys]
+        else:
+            keys = [(crawl.name, crawl.name)] if phase.per == "crawl" else [("dataset", None)]
         failed = []
-        label = f"{crawl.name}: {selected[0].to_user_string()}..{selected[-1].to_user_string()}"
+        names_ = [k.to_user_string() for k in selected]
+        label = f"{crawl.name}: {names_[0]}" + (f"..{names_[-1]}" if len(names_) > 1 else "")
         for label_key, key in tqdm(keys, desc=label, unit=phase.per):
             result = dg.materialize(
                 ALL_ASSETS,
@@ -195,6 +201,39 @@ def cmd_crawl(args) -> int:
         crawl = registry.get(name)
         files = sum(len(s) for s in crawl.shards)
         print(f"{name}\t{len(crawl.shards)} shards\t{files} files\t{crawl.source}")
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    """The seeds' tokenizer viewer: the text with each token shaded apart, then each token's id and bytes."""
+    from rich.text import Text
+
+    from pipeline.storage import PartitionMissing
+    from pipeline.token_io import load_tokenizer
+
+    config = load_config(args.config, args.data)
+    try:
+        tok, sha = load_tokenizer(config.store())
+    except PartitionMissing:
+        raise ValueError(f"no tokenizer in {config.store().uri()}: run `crawl2chat run --until tokenizer` first") from None
+    pieces = tok.pieces(args.text)
+    shaded, pending, shade = Text(), b"", 0
+    for _, piece in pieces:  # a character cut across tokens (an emoji in byte tokens) is shown once, whole
+        pending += piece
+        try:
+            shaded.append(pending.decode("utf-8"), style="on grey23" if shade % 2 else "on dark_blue")
+        except UnicodeDecodeError:
+            continue
+        pending, shade = b"", shade + 1
+    shaded.append(pending.decode("utf-8", "replace"))
+    console.print(shaded)
+    console.print(f"{len(pieces)} tokens, {len(args.text.encode())} bytes (tokenizer {sha[:12]}, {tok.n_vocab} ids)")
+    table = Table()
+    for col in ("#", "id", "piece"):
+        table.add_column(col, justify="left" if col == "piece" else "right")
+    for i, (token_id, piece) in enumerate(pieces):
+        table.add_row(str(i), str(token_id), repr(piece)[2:-1])
+    console.print(table)
     return 0
 
 

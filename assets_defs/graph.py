@@ -9,13 +9,14 @@ import dagster as dg
 
 from assets_defs.data_assets import DATA_ASSETS
 from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS
+from assets_defs.token_assets import DATASET_ASSETS, TOKEN_ASSETS
 
 
 @dataclass(frozen=True)
 class Phase:
     job_name: str
     assets: list[dg.AssetsDefinition]
-    per: str  # "shard": one run per crawl x shard partition; "crawl": one run per crawl
+    per: str  # "shard": one run per crawl x shard partition; "crawl": one run per crawl; "dataset": one run
     description: str
 
     def job(self):
@@ -26,6 +27,8 @@ PHASES = [
     Phase("ingest_job", [*DATA_ASSETS, *DEDUP_SHARD_ASSETS], "shard", "WARC to MinHash signatures for one shard."),
     Phase("cluster_job", CRAWL_ASSETS, "crawl", "Near-duplicate clusters of one crawl."),
     Phase("clean_job", CLEAN_ASSETS, "shard", "Dedup and PII removal for one shard."),
+    Phase("tokenizer_job", DATASET_ASSETS, "dataset", "Trains the BPE tokenizer on the clean text of the crawls."),
+    Phase("tokens_job", TOKEN_ASSETS, "shard", "Encodes one shard's clean documents into token shards."),
 ]
 ALL_ASSETS = [a for phase in PHASES for a in phase.assets]
 ASSET_ORDER = [a.key.to_user_string() for a in ALL_ASSETS]

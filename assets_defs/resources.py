@@ -45,6 +45,13 @@ class PipelineConfig(dg.ConfigurableResource):
     minhash_seed: int = 1
     pii_spacy_model: str | None = Field(default=None, description="An installed spaCy model for PERSON/LOCATION.")
     pii_score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Presidio findings below it are kept.")
+    tokenizer_vocab_size: int = Field(
+        default=4096, ge=512, le=1 << 20, description="BPE vocabulary, special tokens included (32k-100k for real data)."
+    )
+    tokenizer_train_bytes: int = Field(default=2_000_000_000, ge=1, description="Clean text the tokenizer trains on.")
+    tokenizer_crawls: list[str] | None = Field(
+        default=None, description="Crawls whose clean text trains the tokenizer; all registered crawls if unset."
+    )
     removal_bands: dict[str, list[float]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_REMOVAL_BANDS.items()})
 
     @field_validator("languages")
@@ -87,6 +94,25 @@ class PipelineConfig(dg.ConfigurableResource):
         return MinHashConfig(
             n_grams=self.minhash_ngrams, bands=self.minhash_bands, rows=self.minhash_rows, seed=self.minhash_seed
         )
+
+    def tokenizer_sources(self) -> tuple[dict[str, list[str]], list[str]]:
+        """(crawl -> shard keys whose clean text trains the tokenizer, crawls skipped as not yet cleaned).
+
+        Named crawls (`tokenizer_crawls`) must be registered (KeyError naming one that is not); by default every
+        registered crawl whose shards all have clean_documents takes part.
+        """
+        registry, store = self.registry(), self.store()
+        names = self.tokenizer_crawls if self.tokenizer_crawls is not None else registry.names()
+        sources, skipped = {}, []
+        for name in names:
+            keys = registry.get(name).shard_keys
+            if self.tokenizer_crawls is None and not all(
+                store.exists(f"{store.partition_dir('clean_documents', name, k)}/_manifest.json") for k in keys
+            ):
+                skipped.append(name)
+                continue
+            sources[name] = keys
+        return sources, skipped
 
     def band(self, stage: str) -> tuple[float, float]:
         low, high = self.removal_bands.get(stage, DEFAULT_REMOVAL_BANDS.get(stage, (0.0, 1.0)))

@@ -3,7 +3,9 @@
 1. files that appeared in a registered source become new shards; each shard's ingest run is requested once;
 2. when every shard of a crawl has signatures and they differ from those the clusters were made from, the crawl's
    cluster run is requested (run key = the signatures' fingerprint, so once per change);
-3. when a shard's deduplicated output was made from other clusters than the current ones, its clean run is requested.
+3. when a shard's deduplicated output was made from other clusters than the current ones, its clean run is requested;
+4. once a crawl is clean: the tokenizer if none exists, then token shards made from another tokenizer or older
+   clean documents.
 """
 
 import json
@@ -13,7 +15,7 @@ import dagster as dg
 from assets_defs.graph import JOBS
 from assets_defs.partitions import crawls, partition_key, shards
 from assets_defs.resources import PipelineConfig
-from pipeline import dedup_io
+from pipeline import dedup_io, token_io
 from pipeline.storage import PartitionMissing
 
 
@@ -63,7 +65,28 @@ def _follow_up_runs(store, crawl: str, shard_keys: list[str], config) -> list[dg
             made_from = store.manifest("deduplicated", crawl, shard)["config"]["clusters"]
         except PartitionMissing:
             made_from = None
-        if made_from != clusters:
+        if made_from != clusters or not store.exists(f"{store.partition_dir('clean_documents', crawl, shard)}/_manifest.json"):
             requests.append(dg.RunRequest(job_name="clean_job", partition_key=partition_key(crawl, shard),
                                           run_key=f"{crawl}/{shard}/clean/{clusters}"))
+    return requests or _token_runs(store, crawl, shard_keys)
+
+
+def _token_runs(store, crawl: str, shard_keys: list[str]) -> list[dg.RunRequest]:
+    """Once a crawl is clean: the tokenizer if none was ever trained (retraining changes every token id, so it is
+    a person's decision after that), then token shards made from another tokenizer or older clean documents."""
+    try:
+        sha = store.manifest(token_io.TOKENIZER, token_io.ALL, token_io.ALL)["sha256"]
+    except PartitionMissing:
+        return [dg.RunRequest(job_name="tokenizer_job", run_key="tokenizer/first")]
+    requests = []
+    for shard in shard_keys:
+        inputs = token_io.clean_fingerprint(store, crawl, shard)
+        try:
+            made = store.manifest(token_io.TOKENS, crawl, shard)
+            current = made["tokenizer_sha256"] == sha and made["inputs"] == inputs
+        except PartitionMissing:
+            current = False
+        if not current:
+            requests.append(dg.RunRequest(job_name="tokens_job", partition_key=partition_key(crawl, shard),
+                                          run_key=f"{crawl}/{shard}/tokens/{sha[:16]}/{inputs}"))
     return requests

@@ -79,11 +79,16 @@ class Store:
         self.write_bytes(path, buf.getvalue())
         return path
 
-    def commit(self, asset: str, crawl: str, shard: str, parts: list[str], info: dict, dropped=False) -> None:
-        """Publishes a partition: writes its manifest, then deletes files no manifest names (leftovers)."""
+    def commit(
+        self, asset: str, crawl: str, shard: str, parts: list[str], info: dict, dropped=False, files: list[str] = ()
+    ) -> None:
+        """Publishes a partition: writes its manifest, then deletes files no manifest names (leftovers).
+
+        `files` names other files of the partition (not parquet parts: token .bin files, a tokenizer's files).
+        """
         directory = self.partition_dir(asset, crawl, shard, dropped)
-        self.write_json(posixpath.join(directory, MANIFEST), {"parts": parts, **info})
-        wanted = {f"part-{p}.parquet" for p in parts} | {MANIFEST}
+        self.write_json(posixpath.join(directory, MANIFEST), {"parts": parts, **({"files": list(files)} if files else {}), **info})
+        wanted = {f"part-{p}.parquet" for p in parts} | set(files) | {MANIFEST}
         for path in self.fs.ls(directory, detail=False) if self.fs.exists(directory) else []:
             if posixpath.basename(path) not in wanted:
                 self.fs.rm(path)
@@ -105,6 +110,12 @@ class Store:
         path = posixpath.join(self.partition_dir(asset, crawl, shard, dropped), f"part-{part}.parquet")
         with self.fs.open(path, "rb") as f:
             return pl.read_parquet(f)
+
+    def read_file(self, asset: str, crawl: str, shard: str, name: str) -> bytes:
+        """One of the `files` a committed partition names."""
+        if name not in self.manifest(asset, crawl, shard).get("files", []):
+            raise PartitionMissing(f"{asset} partition crawl={crawl!r} shard={shard!r} has no committed file {name!r}")
+        return self.fs.cat_file(posixpath.join(self.partition_dir(asset, crawl, shard), name))
 
     def read(self, asset: str, crawl: str, shard: str, dropped=False) -> pl.DataFrame:
         frames = [self.read_part(asset, crawl, shard, p, dropped) for p in self.parts(asset, crawl, shard, dropped)]

@@ -122,3 +122,27 @@ def test_planted_pii_is_gone_and_decoys_survive(clean):
 def test_clean_documents_have_the_fineweb_schema(sample_run):
     df = Store(str(sample_run / "data")).read("clean_documents", "sample", SHARDS[0])
     assert df.columns == ["text", "id", "dump", "url", "date", "file_path", "language", "language_score", "token_count"]
+
+
+@pytest.mark.slow
+def test_token_shards_cover_every_clean_document(sample_run):
+    import numpy as np
+
+    from pipeline.token_io import TOKENS, load_tokenizer, read_tokens
+
+    store = Store(str(sample_run / "data"))
+    tok, sha = load_tokenizer(store)
+    for shard in SHARDS:
+        manifest = store.manifest(TOKENS, "sample", shard)
+        assert manifest["dtype"] == "uint16" and manifest["tokenizer_sha256"] == sha
+        clean = store.read("clean_documents", "sample", shard)
+        seen = 0
+        for part in store.parts(TOKENS, "sample", shard):
+            index, tokens = store.read_part(TOKENS, "sample", shard, part), read_tokens(store, "sample", shard, part)
+            assert tokens.dtype == np.dtype("<u2") and len(tokens) == int((index["token_count"] + 1).sum())
+            texts = dict(zip(clean["id"], clean["text"]))
+            for doc_id, offset, count in index.select("id", "offset", "token_count").iter_rows():
+                assert tokens[offset - 1] == tok.eot_id and count > 0
+                assert tok.decode(tokens[offset : offset + count].tolist()) == texts[doc_id]
+            seen += index.height
+        assert seen == clean.height

@@ -58,6 +58,31 @@ def test_killed_run_reruns_to_the_same_outputs(tmp_path, sample_run):
     for key in a:
         assert a[key].equals(b[key]), key
     assert not list((killed / "data").rglob("*.tmp-*")), "a temporary file survived the rerun"
+    # the tokenizer and the token shards are byte-identical too (training and encoding are deterministic)
+    binaries = sorted(p.relative_to(clean / "data") for p in (clean / "data").glob("t*/**/*") if p.is_file()
+                      and p.suffix in (".bin", ".tiktoken", ".json") and p.name != "_manifest.json")
+    assert any(p.suffix == ".bin" for p in binaries) and any(p.suffix == ".tiktoken" for p in binaries)
+    for path in binaries:
+        assert (clean / "data" / path).read_bytes() == (killed / "data" / path).read_bytes(), path
+
+
+def test_tokenize_shows_ids_and_pieces(sample_run, capsys, monkeypatch):
+    monkeypatch.chdir(sample_run)
+    text = "Debian's apt, 😀 and <|im_end|>"
+    assert main(["tokenize", text, "--data", str(sample_run / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "tokens" in out and "bytes" in out and "im_end" in out
+    from pipeline.storage import Store
+    from pipeline.token_io import load_tokenizer
+
+    tok, _ = load_tokenizer(Store(str(sample_run / "data")))
+    assert f"{len(tok.encode(text))} tokens, {len(text.encode())} bytes" in out
+
+
+def test_tokenize_without_a_tokenizer_says_what_to_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["tokenize", "hello", "--data", str(tmp_path / "d")]) == 2
+    assert "crawl2chat run --until tokenizer" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
 
 
 def test_bad_config_file_is_refused_naming_the_field(tmp_path, capsys, monkeypatch):

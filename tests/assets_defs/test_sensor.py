@@ -79,4 +79,5 @@ def test_sensor_moves_a_crawl_through_clustering_and_cleaning(tmp_path, dagster_
     # the two shards hold the same page: one survives
     store = settings.store()
     assert sum(store.read("deduplicated", "web", s).height for s in ("00000", "00001")) == 1
-    assert _evaluate(dagster_instance, settings, third.cursor).run_requests == []
+    fourth = _evaluate(dagster_instance, settings, third.cursor)  # the crawl is clean: a first tokenizer, once
+    assert [(r.job_name, r.partition_key, r.run_key) for r in fourth.run_requests] == [("tokenizer_job", None, "tokenizer/first")]
