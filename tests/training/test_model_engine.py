@@ -1,0 +1,83 @@
+"""The GPT and its sampling engine: a tiny model learns, the KV cache changes nothing but speed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.engine import Engine, Sampling, sample_next
+from training.model import GPT, GPTConfig, KVCache
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=97, depth=2, seq_len=64)).eval()
+
+
+def test_the_depth_dial_sets_the_size():
+    small, large = GPTConfig(vocab_size=50_304, depth=2), GPTConfig(vocab_size=50_304, depth=12)
+    assert (small.width, small.n_head) == (128, 2) and (large.width, large.n_head) == (768, 12)
+    params = GPT(GPTConfig(vocab_size=50_304, depth=12, seq_len=1024)).num_params()
+    assert 120e6 < params < 200e6, params  # GPT-2 small's width; untied head and SwiGLU add to its 124M
+    with pytest.raises(ValueError, match="depth"):
+        GPTConfig(vocab_size=10, depth=0)
+
+
+def test_a_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, depth=2, seq_len=32))
+    batch = torch.randint(0, 64, (2, 17))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = model(batch[:, :-1], batch[:, 1:])
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first > 4.0 and loss.item() < 0.01, (first, loss.item())
+
+
+def test_cached_forward_equals_full_forward_for_ragged_rows(model):
+    x = torch.randint(0, 97, (2, 20))
+    full = model(x)
+    cache = KVCache(model.config, 2, 64, "cpu", torch.float32)
+    model(x[0:1, :7], cache=cache, rows=torch.tensor([0]))
+    model(x[1:2, :11], cache=cache, rows=torch.tensor([1]))
+    step = model(torch.stack([x[0, 7:8], x[1, 11:12]]), cache=cache)
+    assert torch.allclose(step[0, 0], full[0, 7], atol=1e-5) and torch.allclose(step[1, 0], full[1, 11], atol=1e-5)
+    assert cache.lengths.tolist() == [8, 12]
+
+
+@pytest.mark.parametrize("sampling", [
+    Sampling(max_new_tokens=40, temperature=0),
+    Sampling(max_new_tokens=40, temperature=0.8, top_k=20, top_p=0.9, seed=7),
+])
+def test_engine_with_cache_equals_engine_without(model, sampling):
+    prompts = [[1, 2, 3, 4, 5], [9], [10, 11, 12]]
+    cached = Engine(model).generate_all(prompts, sampling)
+    assert cached == Engine(model, use_cache=False).generate_all(prompts, sampling)
+    assert [len(r) for r in cached] == [40, 40, 40]
+
+
+def test_stop_tokens_end_a_row_and_streaming_marks_it(model):
+    prompts = [[1, 2, 3], [4, 5]]
+    free = Engine(model).generate_all(prompts, Sampling(max_new_tokens=20, temperature=0))
+    stop = free[0][3]
+    steps = list(Engine(model).generate(prompts, Sampling(max_new_tokens=20, temperature=0, stop_tokens=(stop,))))
+    first_row = [s[0] for s in steps]
+    cut = free[0].index(stop)
+    assert first_row[: cut + 1] == free[0][: cut + 1] and all(t is None for t in first_row[cut + 1 :])
+
+
+def test_sampling_filters():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
+    g = torch.Generator().manual_seed(0)
+    assert sample_next(logits, Sampling(temperature=0), None).item() == 1
+    assert {sample_next(logits, Sampling(top_k=1), g).item() for _ in range(20)} == {1}
+    assert {sample_next(logits, Sampling(top_p=0.01), g).item() for _ in range(20)} == {1}
+    two = {sample_next(logits, Sampling(top_k=2, temperature=5.0), g).item() for _ in range(200)}
+    assert two == {1, 3}
+    with pytest.raises(ValueError, match="top_p"):
+        Sampling(top_p=0)

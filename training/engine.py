@@ -1,0 +1,118 @@
+"""Sampling from a GPT one token at a time, a batch of prompts at once, with a KV cache.
+
+The engine works on token ids only (nanochat's rule: it knows nothing about tokenization). Each prompt is prefilled
+into its own row of the cache, so prompts of different lengths need no padding; then every step feeds one token a
+row. `generate` streams: it yields, each step, the new token of every row (None for a row that already stopped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from training.model import GPT, KVCache
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int = 64
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    stop_tokens: tuple[int, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def sample_next(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+    """One token a row from (B, V) logits: greedy at temperature 0, else top-k then top-p (nucleus) sampling."""
+    if sampling.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / sampling.temperature
+    if sampling.top_k is not None and sampling.top_k < logits.size(-1):
+        kth = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p is not None and sampling.top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
+        # drop a token when the tokens before it already cover top_p (the first token always stays)
+        drop = probs.cumsum(dim=-1) - probs > sampling.top_p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class Engine:
+    def __init__(self, model: GPT, use_cache: bool = True) -> None:
+        self.model = model.eval()
+        self.use_cache = use_cache
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling()) -> Iterator[list[int | None]]:
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        seq_len = self.model.config.seq_len
+        longest = max(len(p) for p in prompts)
+        if longest >= seq_len:
+            raise ValueError(f"a prompt of {longest} tokens leaves no room in seq_len={seq_len}")
+        generator = None
+        if sampling.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        steps = min(sampling.max_new_tokens, seq_len - longest)
+        rows = [list(p) for p in prompts]
+        logits = self._prefill(rows)
+        done = [False] * len(rows)
+        for _ in range(steps):
+            tokens = sample_next(logits, sampling, generator).tolist()
+            out: list[int | None] = []
+            for b, token in enumerate(tokens):
+                if done[b]:
+                    out.append(None)
+                    continue
+                rows[b].append(token)
+                out.append(token)
+                done[b] = token in sampling.stop_tokens
+            yield out
+            if all(done):
+                return
+            logits = self._step(rows, tokens)
+
+    def generate_all(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling()) -> list[list[int]]:
+        """The new tokens of every prompt (stop token included when one was sampled)."""
+        results: list[list[int]] = [[] for _ in prompts]
+        for step in self.generate(prompts, sampling):
+            for b, token in enumerate(step):
+                if token is not None:
+                    results[b].append(token)
+        return results
+
+    def _prefill(self, rows: list[list[int]]) -> torch.Tensor:
+        if not self.use_cache:
+            return self._recompute(rows)
+        config = self.model.config
+        self.cache = KVCache(config, len(rows), config.seq_len, self.device, self.model.embed_tokens.weight.dtype)
+        last = []
+        for b, row in enumerate(rows):
+            idx = torch.tensor([row], device=self.device)
+            last.append(self.model(idx, cache=self.cache, rows=torch.tensor([b], device=self.device))[0, -1])
+        return torch.stack(last)
+
+    def _step(self, rows: list[list[int]], tokens: list[int]) -> torch.Tensor:
+        if not self.use_cache:
+            return self._recompute(rows)
+        idx = torch.tensor(tokens, device=self.device)[:, None]
+        return self.model(idx, cache=self.cache)[:, -1]
+
+    def _recompute(self, rows: list[list[int]]) -> torch.Tensor:
+        """The whole sequence again at every step: the reference the cache must match, and what it saves."""
+        return torch.stack([self.model(torch.tensor([row], device=self.device))[0, -1] for row in rows])
