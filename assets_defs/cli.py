@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("text")
     _common(tok)
 
+    from assets_defs import cli_models
+
+    cli_models.add_parsers(sub, _common)
+
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", default="3000")
@@ -57,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_crawl(args)
         if args.command == "tokenize":
             return cmd_tokenize(args)
+        if args.command in ("generate", "export"):
+            from assets_defs import cli_models
+
+            return getattr(cli_models, f"cmd_{args.command}")(args, load_config)
         return cmd_ui(args)
     except (ValidationError, FileNotFoundError, NotADirectoryError, KeyError, ValueError) as e:
         console.print(f"[red]error:[/red] {_message(e)}")

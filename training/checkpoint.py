@@ -1,0 +1,112 @@
+"""Checkpoints through fsspec (local or s3://), written so that a killed save is never read back.
+
+    {root}/step-{step:06d}/model.safetensors    weights (fp32)
+    {root}/step-{step:06d}/optimizer.pt         optimizer state (torch.save)
+    {root}/step-{step:06d}/state.json           loader position, RNG, counters: whatever resuming needs
+    {root}/step-{step:06d}/config.json          GPTConfig, the tokenizer's sha256, step, tokens seen, losses
+    {root}/step-{step:06d}/_COMMITTED           written last; a folder without it is ignored and overwritten
+
+Every file is written whole (a temporary name renamed into place locally, one PUT on S3).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import uuid
+
+import fsspec
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from training.model import GPT, GPTConfig
+
+COMMITTED = "_COMMITTED"
+
+
+def _fs(root: str, storage_options: dict | None = None):
+    return fsspec.core.url_to_fs(root, **(storage_options or {}))
+
+
+def _write(fs, path: str, data: bytes) -> None:
+    if isinstance(fs, LocalFileSystem):
+        os.makedirs(posixpath.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def step_dir(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def save_checkpoint(
+    root: str,
+    step: int,
+    model: GPT,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict,
+    meta: dict,
+    storage_options: dict | None = None,
+) -> str:
+    """Writes one checkpoint; returns its URI. `meta` goes into config.json next to the model config."""
+    fs, base = _fs(root, storage_options)
+    directory = posixpath.join(base, step_dir(step))
+    weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    _write(fs, posixpath.join(directory, "model.safetensors"), save_safetensors(weights))
+    if optimizer is not None:
+        buf = io.BytesIO()
+        torch.save(optimizer.state_dict(), buf)
+        _write(fs, posixpath.join(directory, "optimizer.pt"), buf.getvalue())
+    _write(fs, posixpath.join(directory, "state.json"), json.dumps(state, indent=1).encode())
+    config = {"model": model.config.to_dict(), "step": step, **meta}
+    _write(fs, posixpath.join(directory, "config.json"), json.dumps(config, indent=1).encode())
+    _write(fs, posixpath.join(directory, COMMITTED), b"")
+    return directory if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(directory)
+
+
+def committed_steps(root: str, storage_options: dict | None = None) -> list[int]:
+    fs, base = _fs(root, storage_options)
+    if not fs.exists(base):
+        return []
+    steps = []
+    for path in fs.ls(base, detail=False):
+        name = posixpath.basename(path.rstrip("/"))
+        if name.startswith("step-") and fs.exists(posixpath.join(path, COMMITTED)):
+            steps.append(int(name[len("step-") :]))
+    return sorted(steps)
+
+
+def latest_step(root: str, storage_options: dict | None = None) -> int | None:
+    steps = committed_steps(root, storage_options)
+    return steps[-1] if steps else None
+
+
+def load_checkpoint(root: str, step: int | None = None, storage_options: dict | None = None, device="cpu") -> dict:
+    """{"model": GPT, "config": config.json, "state": state.json, "optimizer": state dict or None}; the latest
+    committed step when `step` is None. FileNotFoundError naming the root when there is none."""
+    fs, base = _fs(root, storage_options)
+    step = latest_step(root, storage_options) if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no committed checkpoint under {root}")
+    directory = posixpath.join(base, step_dir(step))
+    if not fs.exists(posixpath.join(directory, COMMITTED)):
+        raise FileNotFoundError(f"checkpoint {directory} was never committed")
+    config = json.loads(fs.cat_file(posixpath.join(directory, "config.json")))
+    model = GPT(GPTConfig.from_dict(config["model"]))
+    model.load_state_dict(load_safetensors(fs.cat_file(posixpath.join(directory, "model.safetensors"))))
+    model.to(device)
+    optimizer = None
+    if fs.exists(posixpath.join(directory, "optimizer.pt")):
+        optimizer = torch.load(io.BytesIO(fs.cat_file(posixpath.join(directory, "optimizer.pt"))), map_location=device)
+    state = json.loads(fs.cat_file(posixpath.join(directory, "state.json")))
+    return {"model": model, "config": config, "state": state, "optimizer": optimizer, "step": step}
