@@ -91,6 +91,7 @@ def load_config(config_file: str | None, data: str | None):
         fields = yaml.safe_load(Path(config_file).read_text()) or {}
         if not isinstance(fields, dict):
             raise ValueError(f"{config_file}: expected a mapping of PipelineConfig fields")
+        fields.pop("pretrain", None)  # the pretraining section: load_pretrain
         unknown = sorted(set(fields) - set(PipelineConfig.model_fields))
         if unknown:
             raise ValueError(f"{config_file}: unknown config field(s) {unknown}")
@@ -108,6 +109,14 @@ def _instance():
     if not settings.exists():  # a new home: keep everything local and say nothing to the network
         settings.write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.get()
+
+
+def load_pretrain(config_file: str | None):
+    """PretrainConfig from the `pretrain:` mapping of the YAML file (defaults: the CPU toy)."""
+    from assets_defs.training_assets import PretrainConfig
+
+    fields = (yaml.safe_load(Path(config_file).read_text()) or {}).get("pretrain", {}) if config_file else {}
+    return PretrainConfig(**fields)
 
 
 def cmd_run(args) -> int:
@@ -129,7 +138,10 @@ def cmd_run(args) -> int:
         raise ValueError(f"--until must be one of {ASSET_ORDER}, got {until!r}")
     instance = _instance()
     register_partitions(instance, crawl.name, crawl.shard_keys)
-    failed = materialize_crawl(instance, config, crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1])
+    import dagster as dg
+
+    resources = {"settings": config, "pretrain": load_pretrain(args.config), "pipes": dg.PipesSubprocessClient()}
+    failed = materialize_crawl(instance, resources, crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1])
     stages = [s for s in FUNNEL_STAGES if s in ASSET_ORDER[: ASSET_ORDER.index(until) + 1]]
     print_funnel(funnel(config.store(), crawl.name, crawl.shard_keys, tuple(stages)), crawl.name)
     console.print(f"outputs in {config.store().uri()}; runs in DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
@@ -139,7 +151,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def materialize_crawl(instance, config, crawl, names: list[str]) -> list[str]:
+def materialize_crawl(instance, resources: dict, crawl, names: list[str]) -> list[str]:
     """Runs each phase of the graph over the crawl, one in-process run per partition; returns the failed ones.
 
     A phase runs only if the one before it succeeded everywhere: a crawl-level step needs every shard.
@@ -147,28 +159,27 @@ def materialize_crawl(instance, config, crawl, names: list[str]) -> list[str]:
     import dagster as dg
     from tqdm import tqdm
 
-    from assets_defs.graph import ALL_ASSETS, PHASES
+    from assets_defs.graph import PHASES
     from assets_defs.partitions import partition_key
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for phase in PHASES:
-        selected = [a.key for a in phase.assets if a.key.to_user_string() in names]
-        if not selected:
+        assets = [a for a in phase.assets if a.key.to_user_string() in names]
+        if not assets:
             break
         if phase.per == "shard":
             keys = [(shard, partition_key(crawl.name, shard)) for shard in crawl.shard_keys]
         else:
             keys = [(crawl.name, crawl.name)] if phase.per == "crawl" else [("dataset", None)]
         failed = []
-        names_ = [k.to_user_string() for k in selected]
+        names_ = [a.key.to_user_string() for a in assets]
         label = f"{crawl.name}: {names_[0]}" + (f"..{names_[-1]}" if len(names_) > 1 else "")
         for label_key, key in tqdm(keys, desc=label, unit=phase.per):
-            result = dg.materialize(
-                ALL_ASSETS,
-                selection=dg.AssetSelection.assets(*selected),
+            result = dg.materialize(  # earlier phases' assets are upstream sources here, already materialized
+                assets,
                 partition_key=key,
                 instance=instance,
-                resources={"settings": config},
+                resources=resources,
                 run_config=quiet,
                 raise_on_error=False,
             )

@@ -7,6 +7,7 @@ import dagster as dg
 from assets_defs.graph import ALL_ASSETS, JOBS
 from assets_defs.resources import PipelineConfig
 from assets_defs.sensors import crawl_sensor
+from assets_defs.training_assets import PretrainConfig
 
 # S3 credentials and endpoint come from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_ENDPOINT_URL), read by s3fs itself, so no secret passes through Dagster config or its logs.
@@ -14,5 +15,9 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=list(JOBS.values()),
     sensors=[crawl_sensor],
-    resources={"settings": PipelineConfig(data_root=dg.EnvVar("CRAWL2CHAT_DATA_ROOT").get_value("data"))},
+    resources={
+        "settings": PipelineConfig(data_root=dg.EnvVar("CRAWL2CHAT_DATA_ROOT").get_value("data")),
+        "pretrain": PretrainConfig(),
+        "pipes": dg.PipesSubprocessClient(),
+    },
 )

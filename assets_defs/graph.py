@@ -10,6 +10,7 @@ import dagster as dg
 from assets_defs.data_assets import DATA_ASSETS
 from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS
 from assets_defs.token_assets import DATASET_ASSETS, TOKEN_ASSETS
+from assets_defs.training_assets import TRAINING_ASSETS
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ PHASES = [
     Phase("clean_job", CLEAN_ASSETS, "shard", "Dedup and PII removal for one shard."),
     Phase("tokenizer_job", DATASET_ASSETS, "dataset", "Trains the BPE tokenizer on the clean text of the crawls."),
     Phase("tokens_job", TOKEN_ASSETS, "shard", "Encodes one shard's clean documents into token shards."),
+    Phase("pretrain_job", TRAINING_ASSETS, "dataset", "Pretrains the GPT on every token shard (torchrun via Pipes)."),
 ]
 ALL_ASSETS = [a for phase in PHASES for a in phase.assets]
 ASSET_ORDER = [a.key.to_user_string() for a in ALL_ASSETS]

@@ -45,7 +45,7 @@ def test_sensor_adds_new_shards_with_a_cursor(tmp_path, dagster_instance, good_p
 
 
 def test_sensor_moves_a_crawl_through_clustering_and_cleaning(tmp_path, dagster_instance, prose):
-    from assets_defs.graph import ALL_ASSETS, PHASES
+    from assets_defs.graph import PHASES
 
     src = tmp_path / "src"
     src.mkdir()
@@ -56,7 +56,7 @@ def test_sensor_moves_a_crawl_through_clustering_and_cleaning(tmp_path, dagster_
 
     def run(job_name, partition_key):
         phase = next(p for p in PHASES if p.job_name == job_name)
-        result = dg.materialize(ALL_ASSETS, selection=phase.assets, partition_key=partition_key,
+        result = dg.materialize(phase.assets, partition_key=partition_key,
                                 instance=dagster_instance, resources={"settings": settings})
         assert result.success
 

@@ -1,0 +1,115 @@
+"""base_model: pretraining launched through Dagster Pipes; every checkpoint it writes is recorded as a
+materialization. The training loop lives in training/pretrain.py and never imports dagster."""
+
+import base64
+import io
+import math
+import sys
+
+import dagster as dg
+from pydantic import Field
+
+from assets_defs.resources import PipelineConfig
+
+
+class PretrainConfig(dg.ConfigurableResource):
+    """The pretraining run's shape. Defaults: a CPU toy that finishes on the bundled sample in about a minute."""
+
+    depth: int = Field(default=2, ge=1, le=64, description="The one size dial: width = 64 x depth.")
+    seq_len: int = Field(default=128, ge=8)
+    batch_size: int = Field(default=8, ge=1, description="Sequences a micro-batch, per process.")
+    grad_accum: int = Field(default=1, ge=1)
+    max_steps: int = Field(default=200, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    warmup_steps: int = Field(default=20, ge=0)
+    eval_every: int = Field(default=50, ge=1)
+    checkpoint_every: int = Field(default=100, ge=1)
+    nproc: int = Field(default=1, ge=1, description="Processes (torchrun): GPUs on a GPU node, 1 on a laptop.")
+    device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
+    checkpoint_root: str | None = Field(default=None, description="Default: {data_root}/checkpoints/base.")
+
+    def command(self, data_root: str, out: str) -> list[str]:
+        script = ["-m", "training.pretrain"]
+        launcher = [sys.executable] if self.nproc == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"]
+        return [*launcher, *script, "--data", data_root, "--out", out, "--depth", str(self.depth),
+                "--seq-len", str(self.seq_len), "--batch-size", str(self.batch_size), "--grad-accum", str(self.grad_accum),
+                "--max-steps", str(self.max_steps), "--lr", str(self.lr), "--warmup-steps", str(self.warmup_steps),
+                "--eval-every", str(self.eval_every), "--checkpoint-every", str(self.checkpoint_every),
+                "--device", self.device]
+
+
+@dg.asset(
+    deps=["token_shards"],
+    group_name="training",
+    kinds={"pytorch"},
+    description="GPT pretraining on the token shards (torchrun through Dagster Pipes); each checkpoint is a "
+    "materialization with its step, tokens seen, losses, samples and loss curve.",
+    check_specs=[
+        dg.AssetCheckSpec("loss_finite", asset="base_model"),
+        dg.AssetCheckSpec("beats_unigram", asset="base_model", description="val loss below the data's unigram entropy"),
+    ],
+)
+def base_model(
+    context: dg.AssetExecutionContext, settings: PipelineConfig, pretrain: PretrainConfig, pipes: dg.PipesSubprocessClient
+):
+    out = pretrain.checkpoint_root or settings.store().uri("checkpoints", "base")
+    invocation = pipes.run(context=context, command=pretrain.command(settings.data_root, out))
+    checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
+    if not checkpoints:
+        raise dg.Failure(description=f"training reported no checkpoint under {out}")
+    for report in checkpoints[:-1]:
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=_metadata(report)))
+    last = checkpoints[-1]
+    val, unigram = last.get("val_loss"), last.get("unigram_loss")
+    yield dg.MaterializeResult(
+        metadata=_metadata(last),
+        check_results=[
+            dg.AssetCheckResult(check_name="loss_finite", passed=all(
+                math.isfinite(h["train_loss"]) for h in last.get("history", [])) and math.isfinite(last["train_loss"])),
+            dg.AssetCheckResult(check_name="beats_unigram", passed=val is not None and unigram is not None and val < unigram,
+                                metadata={"val_loss": val, "unigram_loss": unigram}),
+        ],
+    )
+
+
+def _metadata(report: dict) -> dict:
+    samples = "\n\n".join(f"> {s}" for s in report.get("samples", [])) or "none"
+    metadata = {
+        "checkpoint": dg.MetadataValue.path(report["checkpoint"]),
+        "step": report["step"],
+        "tokens_seen": report["tokens_seen"],
+        "train_loss": report["train_loss"],
+        "val_loss": report.get("val_loss"),
+        "val_bpb": report.get("val_bpb"),
+        "unigram_loss": report.get("unigram_loss"),
+        "samples": dg.MetadataValue.md(samples),
+    }
+    if report.get("history"):
+        png = base64.b64encode(loss_curve_png(report["history"])).decode()
+        metadata["loss_curve"] = dg.MetadataValue.md(f"![loss](data:image/png;base64,{png})")
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+def loss_curve_png(history: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot([h["step"] for h in history], [h["train_loss"] for h in history], label="train", lw=1)
+    val = [h for h in history if h.get("val_loss") is not None]
+    if val:
+        ax.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", label="val", lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+TRAINING_ASSETS = [base_model]

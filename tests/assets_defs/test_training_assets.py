@@ -1,0 +1,25 @@
+"""base_model as `crawl2chat run` materializes it on the sample: torchrun through Pipes, each checkpoint recorded."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+
+@pytest.mark.slow
+def test_each_checkpoint_is_a_materialization_with_its_metrics(sample_run, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(sample_run / "home"))
+    instance = dg.DagsterInstance.get()
+    records = instance.fetch_materializations(dg.AssetKey("base_model"), limit=10).records
+    by_step = {r.asset_materialization.metadata["step"].value: r.asset_materialization.metadata for r in records}
+    assert sorted(by_step) == [100, 200]  # the CPU toy's checkpoint_every and max_steps
+    last = by_step[200]
+    assert last["tokens_seen"].value == 200 * 8 * 128
+    assert last["val_loss"].value < last["unigram_loss"].value and last["val_bpb"].value > 0
+    assert last["checkpoint"].value.endswith("checkpoints/base/step-000200")
+    assert last["loss_curve"].value.startswith("![loss](data:image/png;base64,")
+    assert last["samples"].value.startswith("> ")
+    for check in ("loss_finite", "beats_unigram"):
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("base_model"), check), limit=1)
+        assert history and history[0].status.value == "SUCCEEDED", check

@@ -1,0 +1,188 @@
+"""Pretraining for real on CPU: a tiny GPT on token shards of the bundled sample's pages learns, checkpoints,
+resumes after a SIGKILL with the same losses, and gives the same losses on 2 DDP processes as on one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from pipeline.documents import CLEAN_SCHEMA
+from pipeline.extract import decode_html, extract_text
+from pipeline.sources import SAMPLE_SOURCE, resolve_source
+from pipeline.storage import Store
+from pipeline.token_io import TOKENS, load_tokenizer, read_tokens, train_tokenizer, write_token_shard
+from pipeline.warc import read_warc
+from training.checkpoint import committed_steps, load_checkpoint
+from training.data import TokenStream, bytes_per_token, list_token_parts, split_segments
+
+REPO = Path(__file__).resolve().parents[2]
+CRAWL = "c"
+TINY = ["--depth", "1", "--seq-len", "64", "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "5",
+        "--eval-batches", "4", "--log-every", "5"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """token_shards of crawl "c": one shard per sample WARC file, its pages cut into two clean_documents parts."""
+    root = tmp_path_factory.mktemp("pretrain_data")
+    store = Store(str(root))
+    shards = []
+    for index, path in enumerate(sorted(Path(resolve_source(SAMPLE_SOURCE)).glob("*.warc.gz"))[:4]):
+        rows = [r for batch in read_warc(str(path)) for r in batch.records.iter_rows(named=True)]
+        docs = [{"text": text, "id": r["id"], "dump": CRAWL, "url": r["url"], "date": r["date"], "file_path": str(path),
+                 "language": "en", "language_score": 1.0, "token_count": None}
+                for r in rows if (text := extract_text(decode_html(r["html"], r["charset"])[0]))]
+        shard, half = f"{index:05d}", len(docs) // 2
+        for part, chunk in (("00000-00000", docs[:half]), ("00000-00001", docs[half:])):
+            store.write_part("clean_documents", CRAWL, shard, part, pl.DataFrame(chunk, schema=CLEAN_SCHEMA))
+        store.commit("clean_documents", CRAWL, shard, ["00000-00000", "00000-00001"], {"stage": "clean_documents"})
+        shards.append(shard)
+    trained = train_tokenizer(store, {CRAWL: shards}, vocab_size=512, max_train_bytes=400_000)
+    for shard in shards:
+        write_token_shard(store, CRAWL, shard, trained["tokenizer"], trained["sha256"])
+    return root
+
+
+def pretrain(*args: str, nproc: int = 1, log: Path | None = None):
+    """The script as a user runs it: python -m, or torchrun for several processes. With `log`, it is started in the
+    background with its output going there, and the Popen is returned."""
+    launcher = [sys.executable] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    command = [*launcher, "-m", "training.pretrain", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same arithmetic however many processes share the cores
+    if log is not None:
+        with open(log, "w") as f:
+            return subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def summary(out: Path) -> dict:
+    return json.loads((out / "train_summary.json").read_text())
+
+
+def losses(history: list[dict]) -> dict[int, float]:
+    return {h["step"]: h["train_loss"] for h in history}
+
+
+# -- the loader ------------------------------------------------------------------------------------------------------
+
+def test_validation_holds_out_every_tenth_part_or_the_last():
+    from training.data import Segment
+
+    parts = [Segment("c", f"{i // 3:05d}", f"{i % 3:05d}", 0, 100) for i in range(23)]
+    assert [parts.index(s) for s in split_segments(parts, "val")] == [9, 19]
+    assert len(split_segments(parts, "train")) == 21
+    assert split_segments(parts[:4], "val") == [parts[3]]
+    (train,), (val,) = split_segments(parts[:1], "train"), split_segments(parts[:1], "val")
+    assert (train.start, train.stop, val.start, val.stop) == (0, 90, 90, 100)
+
+
+def test_two_ranks_read_the_rows_of_one_and_resume_at_the_next_batch(data_root):
+    store = Store(str(data_root))
+    parts = list_token_parts(store)
+    assert len(parts.segments) == 8 and parts.tokenizer_sha256 == load_tokenizer(store)[1]
+    one = TokenStream(store, None, "train", seq_len=32, batch_size=6)
+    ranks = [TokenStream(store, [CRAWL], "train", seq_len=32, batch_size=3, rank=r, world_size=2) for r in range(2)]
+    for _ in range(3):
+        x, y = next(one)
+        halves = [next(r) for r in ranks]
+        assert torch.equal(x, torch.cat([h[0] for h in halves])) and torch.equal(y, torch.cat([h[1] for h in halves]))
+        assert torch.equal(x[:, 1:], y[:, :-1]) and x.dtype == torch.int64
+    # an epoch is every window of the train parts end to end, each once, shuffled, in a new order the next epoch
+    stream = np.concatenate([read_tokens(store, s.crawl, s.shard, s.part) for s in one.segments])
+    big = TokenStream(store, None, "train", seq_len=255, batch_size=64)
+    epochs = [[np.concatenate([x, y[:, -1:]], axis=1) for x, y in (big.get(i, e) for i in range(big.batches_per_epoch))]
+              for e in (0, 1)]
+    windows = stream[: big.windows_per_epoch * 256].reshape(-1, 256)
+    first_epoch = np.concatenate(epochs[0])
+    assert sorted(map(bytes, first_epoch.astype(np.uint16))) == sorted(map(bytes, windows.astype(np.uint16)))
+    assert not np.array_equal(first_epoch, windows) and not np.array_equal(first_epoch, np.concatenate(epochs[1]))
+    resumed = TokenStream(store, None, "train", seq_len=32, batch_size=6)
+    resumed.load_state_dict(one.state_dict())
+    assert torch.equal(next(resumed)[0], next(one)[0])
+    val = TokenStream(store, None, "val", seq_len=32, batch_size=6)
+    assert val.n_tokens + one.n_tokens == sum(s.n_tokens for s in parts.segments)
+    assert val.segments == [parts.segments[-1]]  # 8 parts: the last one is held out
+    tokenizer = load_tokenizer(store)[0]
+    nbytes = bytes_per_token(tokenizer)
+    assert nbytes[tokenizer.eot_id] == 0 and nbytes[ord("a")] == 1 and nbytes.max() > 1
+
+
+# -- the script ------------------------------------------------------------------------------------------------------
+
+def test_a_short_run_learns_beats_the_unigram_baseline_and_checkpoints(data_root, tmp_path):
+    out = tmp_path / "ckpt"
+    pretrain("--data", str(data_root), "--out", str(out), "--max-steps", "100", "--eval-every", "50",
+             "--checkpoint-every", "50", *TINY)
+    result = summary(out)
+    history = result["history"]
+    assert len(history) == 100 and committed_steps(str(out)) == [50, 100]
+    first, final = np.mean([h["train_loss"] for h in history[:3]]), np.mean([h["train_loss"] for h in history[-5:]])
+    assert first > np.log(512) - 0.5 and final < first - 1.0, (first, final)
+    assert result["val_loss"] < result["unigram_loss"] - 0.3, result
+    assert np.isfinite(result["val_bpb"]) and 0 < result["val_bpb"] < 8
+    assert result["tokens_per_s"] > 0 and result["mfu"] is None and result["tokens_seen"] == 100 * 8 * 64
+    assert len(result["samples"]) == 2 and all(s.startswith(("The capital", "Once upon")) for s in result["samples"])
+    ckpt = load_checkpoint(str(out))
+    meta = ckpt["config"]
+    assert ckpt["step"] == 100 and meta["tokenizer_sha256"] == load_tokenizer(Store(str(data_root)))[1]
+    assert meta["val_loss"] == result["val_loss"]
+    assert [h["step"] for h in meta["history"] if "val_loss" in h] == [50, 100]
+    assert ckpt["state"]["loader"]["batch"] == 100 and ckpt["optimizer"]["state"]
+
+
+def test_two_ddp_processes_give_the_losses_of_one_with_twice_the_batch(data_root, tmp_path):
+    common = ["--data", str(data_root), "--max-steps", "4", "--eval-every", "4", "--checkpoint-every", "4",
+              "--depth", "1", "--seq-len", "64", "--warmup-steps", "2", "--eval-batches", "2", "--grad-accum", "2"]
+    pretrain(*common, "--out", str(tmp_path / "one"), "--batch-size", "4")
+    pretrain(*common, "--out", str(tmp_path / "two"), "--batch-size", "2", nproc=2)
+    one, two = summary(tmp_path / "one"), summary(tmp_path / "two")
+    assert two["world_size"] == 2 and two["tokens_seen"] == one["tokens_seen"]
+    np.testing.assert_allclose([h["train_loss"] for h in two["history"]], [h["train_loss"] for h in one["history"]],
+                               rtol=1e-4)
+    np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-4)
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_with_the_same_losses(data_root, tmp_path):
+    steps = 80  # the killed run has ~75 steps and 15 checkpoints still to go when it is killed: a wide margin
+    common = ["--data", str(data_root), "--max-steps", str(steps), "--checkpoint-every", "5", "--eval-every", "100",
+              *TINY]
+    pretrain(*common, "--out", str(tmp_path / "straight"))
+    straight = losses(summary(tmp_path / "straight")["history"])
+
+    killed = tmp_path / "killed"
+    process = pretrain(*common, "--out", str(killed), log=tmp_path / "killed.log")
+    deadline = time.monotonic() + 120
+    while not (killed / "step-000005" / "_COMMITTED").exists():
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    at = committed_steps(str(killed))[-1]
+    assert 5 <= at < steps and not (killed / "train_summary.json").exists()
+
+    resumed = pretrain(*common, "--out", str(killed))
+    assert f"resuming from {killed}/step-{at:06d}" in resumed.stdout
+    history = losses(summary(killed)["history"])
+    assert sorted(history) == list(range(1, steps + 1))
+    assert [history[s] for s in sorted(history)] == [straight[s] for s in sorted(history)]  # bit for bit on CPU
+
+
+def test_no_token_shards_exits_nonzero_naming_the_path(tmp_path):
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, "-m", "training.pretrain", "--data", str(empty)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and str(empty / TOKENS) in done.stderr, done.stderr
