@@ -13,36 +13,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import posixpath
-import uuid
 
-import fsspec
 import torch
-from fsspec.implementations.local import LocalFileSystem
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from pipeline.storage import Store
 from training.model import GPT, GPTConfig
 
 COMMITTED = "_COMMITTED"
 
 
-def _fs(root: str, storage_options: dict | None = None):
-    return fsspec.core.url_to_fs(root, **(storage_options or {}))
-
-
-def _write(fs, path: str, data: bytes) -> None:
-    if isinstance(fs, LocalFileSystem):
-        os.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    else:
-        fs.pipe_file(path, data)
+def _store(root: str, storage_options: dict | None = None):
+    store = Store(root, storage_options)
+    return store, store.base
 
 
 def step_dir(step: int) -> str:
@@ -59,23 +44,24 @@ def save_checkpoint(
     storage_options: dict | None = None,
 ) -> str:
     """Writes one checkpoint; returns its URI. `meta` goes into config.json next to the model config."""
-    fs, base = _fs(root, storage_options)
+    store, base = _store(root, storage_options)
     directory = posixpath.join(base, step_dir(step))
     weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    _write(fs, posixpath.join(directory, "model.safetensors"), save_safetensors(weights))
+    store.write_bytes(posixpath.join(directory, "model.safetensors"), save_safetensors(weights))
     if optimizer is not None:
         buf = io.BytesIO()
         torch.save(optimizer.state_dict(), buf)
-        _write(fs, posixpath.join(directory, "optimizer.pt"), buf.getvalue())
-    _write(fs, posixpath.join(directory, "state.json"), json.dumps(state, indent=1).encode())
+        store.write_bytes(posixpath.join(directory, "optimizer.pt"), buf.getvalue())
+    store.write_bytes(posixpath.join(directory, "state.json"), json.dumps(state, indent=1).encode())
     config = {"model": model.config.to_dict(), "step": step, **meta}
-    _write(fs, posixpath.join(directory, "config.json"), json.dumps(config, indent=1).encode())
-    _write(fs, posixpath.join(directory, COMMITTED), b"")
-    return directory if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(directory)
+    store.write_bytes(posixpath.join(directory, "config.json"), json.dumps(config, indent=1).encode())
+    store.write_bytes(posixpath.join(directory, COMMITTED), b"")
+    return directory if store.is_local else store.fs.unstrip_protocol(directory)
 
 
 def committed_steps(root: str, storage_options: dict | None = None) -> list[int]:
-    fs, base = _fs(root, storage_options)
+    store, base = _store(root, storage_options)
+    fs = store.fs
     if not fs.exists(base):
         return []
     steps = []
@@ -94,7 +80,8 @@ def latest_step(root: str, storage_options: dict | None = None) -> int | None:
 def load_checkpoint(root: str, step: int | None = None, storage_options: dict | None = None, device="cpu") -> dict:
     """{"model": GPT, "config": config.json, "state": state.json, "optimizer": state dict or None}; the latest
     committed step when `step` is None. FileNotFoundError naming the root when there is none."""
-    fs, base = _fs(root, storage_options)
+    store, base = _store(root, storage_options)
+    fs = store.fs
     step = latest_step(root, storage_options) if step is None else step
     if step is None:
         raise FileNotFoundError(f"no committed checkpoint under {root}")
