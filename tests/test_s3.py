@@ -88,3 +88,26 @@ def test_s3_crawl_and_outputs_match_local(tmp_path, s3_endpoint, dagster_instanc
                     a, b = a.drop("detail"), b.drop("detail")
                 assert a.height == b.height and a.equals(b), (stage, shard, dropped)
     assert remote.store().read("quality_filtered", "sample", "00000").height > 0
+
+
+def test_checkpoints_round_trip_through_s3(s3_endpoint):
+    import s3fs
+    import torch
+
+    from training.checkpoint import committed_steps, load_checkpoint, save_checkpoint
+    from training.model import GPT, GPTConfig
+
+    options = {"endpoint_url": s3_endpoint}
+    s3fs.S3FileSystem(**options).mkdir("ckpts")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, depth=1, seq_len=16))
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randint(0, 50, (1, 8)), torch.randint(0, 50, (1, 8))).backward()
+    optimizer.step()
+    uri = save_checkpoint("s3://ckpts/base", 7, model, optimizer, {"position": 3}, {"tokens_seen": 99}, options)
+    assert uri == "s3://ckpts/base/step-000007" and committed_steps("s3://ckpts/base", options) == [7]
+    loaded = load_checkpoint("s3://ckpts/base", storage_options=options)
+    assert loaded["state"] == {"position": 3} and loaded["config"]["tokens_seen"] == 99
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded["model"].state_dict()[name], tensor), name
+    assert loaded["optimizer"]["state"].keys() == optimizer.state_dict()["state"].keys()
