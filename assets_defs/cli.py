@@ -6,6 +6,7 @@ Runs are recorded in DAGSTER_HOME (./.dagster_home when unset), so `crawl2chat u
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def cmd_run(args) -> int:
     failed = materialize_crawl(instance, resources, crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1])
     stages = [s for s in FUNNEL_STAGES if s in ASSET_ORDER[: ASSET_ORDER.index(until) + 1]]
     print_funnel(funnel(config.store(), crawl.name, crawl.shard_keys, tuple(stages)), crawl.name)
+    print_training(config.store(), crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1], resources["pretrain"])
     console.print(f"outputs in {config.store().uri()}; runs in DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed:[/red] {failed} (see the runs in the UI)")
@@ -204,6 +206,31 @@ def print_funnel(rows, crawl: str) -> None:
             drops.add_row(r.stage, reason, str(count))
     console.print(table)
     console.print(drops)
+
+
+def print_training(store, crawl, names: list[str], pretrain) -> None:
+    """One line each for the tokens and the latest checkpoint, when the run went that far."""
+    from pipeline.storage import PartitionMissing
+    from pipeline.token_io import ALL, TOKENIZER, TOKENS
+    from training.checkpoint import latest_step
+
+    try:
+        if "token_shards" in names:
+            tokenizer = store.manifest(TOKENIZER, ALL, ALL)["stats"]
+            stats = [store.manifest(TOKENS, crawl.name, s)["stats"] for s in crawl.shard_keys]
+            tokens, nbytes = sum(s["tokens"] for s in stats), sum(s["bytes"] for s in stats)
+            console.print(f"token_shards: {tokens:,} tokens, {nbytes / max(tokens, 1):.2f} bytes/token "
+                          f"(tokenizer: {tokenizer['vocab_size']:,} ids)")
+        if "base_model" in names:
+            root = pretrain.checkpoint_root or store.uri("checkpoints", "base")
+            step = latest_step(root, store.storage_options)
+            if step is not None:
+                info = json.loads(store.fs.cat_file(f"{root.rstrip('/')}/step-{step:06d}/config.json"))
+                console.print(f"base_model: step {step}, {info['tokens_seen']:,} tokens seen, val loss "
+                              f"{info['val_loss']:.3f} (unigram {info['unigram_loss']:.3f}), val bpb {info['val_bpb']:.3f}; "
+                              f"try `crawl2chat generate --prompt \"...\"`")
+    except (PartitionMissing, FileNotFoundError, KeyError, TypeError):
+        return  # a failed run: its failure is reported below
 
 
 def cmd_crawl(args) -> int:

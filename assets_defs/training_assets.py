@@ -13,9 +13,9 @@ from assets_defs.resources import PipelineConfig
 
 
 class PretrainConfig(dg.ConfigurableResource):
-    """The pretraining run's shape. Defaults: a CPU toy that finishes on the bundled sample in about a minute."""
+    """The pretraining run's shape. Defaults: a CPU toy (depth 4, 5M parameters) that takes ~20 s on the sample."""
 
-    depth: int = Field(default=2, ge=1, le=64, description="The one size dial: width = 64 x depth.")
+    depth: int = Field(default=4, ge=1, le=64, description="The one size dial: width = 64 x depth.")
     seq_len: int = Field(default=128, ge=8)
     batch_size: int = Field(default=8, ge=1, description="Sequences a micro-batch, per process.")
     grad_accum: int = Field(default=1, ge=1)

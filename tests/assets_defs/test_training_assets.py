@@ -23,3 +23,10 @@ def test_each_checkpoint_is_a_materialization_with_its_metrics(sample_run, monke
         history = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("base_model"), check), limit=1)
         assert history and history[0].status.value == "SUCCEEDED", check
+
+
+@pytest.mark.slow
+def test_make_run_reports_tokens_and_the_checkpoint(sample_run):
+    stdout = " ".join((sample_run / "stdout.txt").read_text().split())
+    assert "token_shards:" in stdout and "bytes/token (tokenizer: 4,096 ids)" in stdout
+    assert "base_model: step 200, 204,800 tokens seen" in stdout
