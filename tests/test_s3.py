@@ -1,5 +1,5 @@
 """s3fs against a real S3 API on loopback (moto's server): a crawl read from and written to s3:// gives the
-same rows as the same crawl on local disk."""
+same rows, tokenizer and token shards as the same crawl on local disk; checkpoints round-trip."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from assets_defs.data_assets import DATA_ASSETS
-from assets_defs.partitions import partition_key, register_partitions
+from assets_defs.cli import materialize_crawl
+from assets_defs.graph import ASSET_ORDER
+from assets_defs.partitions import register_partitions
 from assets_defs.resources import PipelineConfig
-from pipeline.funnel import DATA_STAGES
+from pipeline.funnel import FUNNEL_STAGES
 from pipeline.sources import SAMPLE_SOURCE, resolve_source
+from pipeline.token_io import ALL, TOKENIZER, TOKENIZER_FILES, TOKENS
 
 SHARDS = ["00000", "00003"]
 
@@ -52,12 +53,10 @@ def s3_endpoint(monkeypatch):
 
 
 def _run(settings: PipelineConfig, source: str, instance) -> None:
+    """The whole data side, WARC to token shards, as `crawl2chat run --until token_shards` runs it."""
     crawl, _ = settings.registry().add("sample", source, files_per_shard=1)
     register_partitions(instance, "sample", crawl.shard_keys)
-    for shard in SHARDS:
-        result = dg.materialize(DATA_ASSETS, partition_key=partition_key("sample", shard), instance=instance,
-                                resources={"settings": settings})
-        assert result.success
+    assert materialize_crawl(instance, {"settings": settings}, crawl, ASSET_ORDER[: ASSET_ORDER.index("token_shards") + 1]) == []
 
 
 def test_s3_crawl_and_outputs_match_local(tmp_path, s3_endpoint, dagster_instance):
@@ -76,7 +75,7 @@ def test_s3_crawl_and_outputs_match_local(tmp_path, s3_endpoint, dagster_instanc
 
     assert fs.exists("lake/c2c/crawls/sample.json")
     assert fs.exists("lake/c2c/quality_filtered/sample/00000/_manifest.json")
-    for stage in DATA_STAGES:
+    for stage in FUNNEL_STAGES:
         for shard in SHARDS:
             for dropped in (False, True):
                 a = local.store().read(stage, "sample", shard, dropped=dropped)
@@ -87,7 +86,14 @@ def test_s3_crawl_and_outputs_match_local(tmp_path, s3_endpoint, dagster_instanc
                 if "detail" in a.columns:
                     a, b = a.drop("detail"), b.drop("detail")
                 assert a.height == b.height and a.equals(b), (stage, shard, dropped)
-    assert remote.store().read("quality_filtered", "sample", "00000").height > 0
+    assert remote.store().read("clean_documents", "sample", "00000").height > 0
+    # the tokenizer trained on S3 is the local one, byte for byte, and so are the token shards
+    for name in TOKENIZER_FILES:
+        assert local.store().read_file(TOKENIZER, ALL, ALL, name) == remote.store().read_file(TOKENIZER, ALL, ALL, name)
+    for shard in SHARDS:
+        for part in local.store().parts(TOKENS, "sample", shard):
+            a, b = (s.store().read_file(TOKENS, "sample", shard, f"part-{part}.bin") for s in (local, remote))
+            assert len(a) > 0 and a == b, (shard, part)
 
 
 def test_checkpoints_round_trip_through_s3(s3_endpoint):
