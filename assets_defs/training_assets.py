@@ -22,6 +22,7 @@ class PretrainConfig(dg.ConfigurableResource):
     max_steps: int = Field(default=200, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
+    optimizer: str = Field(default="adamw", pattern="^(adamw|muon)$", description="muon: Muon on the blocks' matrices.")
     eval_every: int = Field(default=50, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
     nproc: int = Field(default=1, ge=1, description="Processes (torchrun): GPUs on a GPU node, 1 on a laptop.")
@@ -35,6 +36,7 @@ class PretrainConfig(dg.ConfigurableResource):
         return [*launcher, *script, "--data", data_root, "--out", out, "--depth", str(self.depth),
                 "--seq-len", str(self.seq_len), "--batch-size", str(self.batch_size), "--grad-accum", str(self.grad_accum),
                 "--max-steps", str(self.max_steps), "--lr", str(self.lr), "--warmup-steps", str(self.warmup_steps),
+                "--optimizer", self.optimizer,
                 "--eval-every", str(self.eval_every), "--checkpoint-every", str(self.checkpoint_every),
                 "--device", self.device]
 

@@ -34,6 +34,7 @@ from training.checkpoint import latest_step, load_checkpoint, save_checkpoint, s
 from training.data import TokenStream, bytes_per_token
 from training.engine import Engine, Sampling
 from training.model import GPT, GPTConfig
+from training.optim import MuonAdamW
 
 # dense bf16 tensor-core peaks from NVIDIA's data sheets; the first name found in the device name wins
 PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=20)
     p.add_argument("--decay", choices=("cosine", "linear"), default="cosine")
     p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
+                   help="muon: Muon on the blocks' matrices, AdamW on embeddings, head and gains")
+    p.add_argument("--muon-lr", type=float, default=0.02, help="Muon's peak lr (the schedule scales it with --lr)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="max global grad norm; 0 = no clipping")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-batches", type=int, default=8)
@@ -93,10 +97,16 @@ def lr_at(step: int, args: argparse.Namespace) -> float:
     return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * shape)
 
 
-def make_optimizer(model: GPT, args: argparse.Namespace, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay on the matrices only (norm gains are left alone, as in nanoGPT)."""
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
+def make_optimizer(model: GPT, args: argparse.Namespace, device: torch.device):
+    """AdamW with decoupled weight decay on the matrices only (norm gains are left alone, as in nanoGPT); with
+    --optimizer muon, the matrices inside the blocks go to Muon instead (training/optim.py)."""
     vectors = [p for p in model.parameters() if p.dim() < 2]
+    if args.optimizer == "muon":
+        hidden = [p for name, p in model.named_parameters() if p.dim() >= 2 and name.startswith("layers.")]
+        outer = [p for name, p in model.named_parameters() if p.dim() >= 2 and not name.startswith("layers.")]
+        groups = [{"params": outer, "weight_decay": args.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
+        return MuonAdamW(hidden, groups, lr=args.lr, muon_lr=args.muon_lr, fused=device.type == "cuda")
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
     groups = [{"params": matrices, "weight_decay": args.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
 
@@ -349,7 +359,7 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
         started = time.perf_counter()
         lr = lr_at(step, args)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         loss_sum = torch.zeros((), device=dd.device)
         for micro in range(args.grad_accum):
             x, y = (t.to(dd.device, non_blocking=True) for t in next(train))

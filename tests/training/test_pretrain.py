@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,3 +187,18 @@ def test_no_token_shards_exits_nonzero_naming_the_path(tmp_path):
     done = subprocess.run([sys.executable, "-m", "training.pretrain", "--data", str(empty)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and str(empty / TOKENS) in done.stderr, done.stderr
+
+
+def test_muon_learns_faster_than_adamw_and_resumes_identically(data_root, tmp_path):
+    common = ("--data", str(data_root), "--max-steps", "40", "--eval-every", "40", "--checkpoint-every", "20", *TINY)
+    pretrain(*common, "--out", str(tmp_path / "adamw"))
+    pretrain(*common, "--out", str(tmp_path / "muon"), "--optimizer", "muon")
+    adamw, muon = summary(tmp_path / "adamw"), summary(tmp_path / "muon")
+    assert muon["val_loss"] < adamw["val_loss"], (muon["val_loss"], adamw["val_loss"])
+    # resume from step 20 (the step-40 checkpoint removed): Muon's momentum buffers come back with the checkpoint
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "muon", resumed)
+    shutil.rmtree(resumed / "step-000040")
+    (resumed / "train_summary.json").unlink()
+    pretrain(*common, "--out", str(resumed), "--optimizer", "muon")
+    assert losses(summary(resumed)["history"]) == losses(muon["history"])
