@@ -6,7 +6,6 @@ Runs are recorded in DAGSTER_HOME (./.dagster_home when unset), so `crawl2chat u
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -174,8 +173,8 @@ def materialize_crawl(instance, resources: dict, crawl, names: list[str]) -> lis
         else:
             keys = [(crawl.name, crawl.name)] if phase.per == "crawl" else [("dataset", None)]
         failed = []
-        names_ = [a.key.to_user_string() for a in assets]
-        label = f"{crawl.name}: {names_[0]}" + (f"..{names_[-1]}" if len(names_) > 1 else "")
+        asset_names = [a.key.to_user_string() for a in assets]
+        label = f"{crawl.name}: {asset_names[0]}" + (f"..{asset_names[-1]}" if len(asset_names) > 1 else "")
         for label_key, key in tqdm(keys, desc=label, unit=phase.per):
             result = dg.materialize(  # earlier phases' assets are upstream sources here, already materialized
                 assets,
@@ -212,7 +211,7 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
     """One line each for the tokens and the latest checkpoint, when the run went that far."""
     from pipeline.storage import PartitionMissing
     from pipeline.token_io import ALL, TOKENIZER, TOKENS
-    from training.checkpoint import latest_step
+    from training.checkpoint import base_root, read_config
 
     try:
         if "token_shards" in names:
@@ -222,13 +221,11 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
             console.print(f"token_shards: {tokens:,} tokens, {nbytes / max(tokens, 1):.2f} bytes/token "
                           f"(tokenizer: {tokenizer['vocab_size']:,} ids)")
         if "base_model" in names:
-            root = pretrain.checkpoint_root or store.uri("checkpoints", "base")
-            step = latest_step(root, store.storage_options)
-            if step is not None:
-                info = json.loads(store.fs.cat_file(f"{root.rstrip('/')}/step-{step:06d}/config.json"))
-                console.print(f"base_model: step {step}, {info['tokens_seen']:,} tokens seen, val loss "
-                              f"{info['val_loss']:.3f} (unigram {info['unigram_loss']:.3f}), val bpb {info['val_bpb']:.3f}; "
-                              f"try `crawl2chat generate --prompt \"...\"`")
+            root = pretrain.checkpoint_root or base_root(store.root)
+            info = read_config(root, storage_options=store.storage_options)
+            console.print(f"base_model: step {info['step']}, {info['tokens_seen']:,} tokens seen, val loss "
+                          f"{info['val_loss']:.3f} (unigram {info['unigram_loss']:.3f}), val bpb {info['val_bpb']:.3f}; "
+                          f"try `crawl2chat generate --prompt \"...\"`")
     except (PartitionMissing, FileNotFoundError, KeyError, TypeError):
         return  # a failed run: its failure is reported below
 

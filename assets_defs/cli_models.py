@@ -33,11 +33,11 @@ def _checkpoint_args(p: argparse.ArgumentParser, common) -> None:
 def _load(args, load_config):
     """(model, tokenizer, checkpoint) with the tokenizer the checkpoint was trained with."""
     from pipeline.token_io import load_tokenizer
-    from training.checkpoint import load_checkpoint
+    from training.checkpoint import base_root, load_checkpoint
 
     config = load_config(args.config, args.data)
     store = config.store()
-    root = args.checkpoint or store.uri("checkpoints", "base")
+    root = args.checkpoint or base_root(config.data_root)
     checkpoint = load_checkpoint(root, args.step, config.storage_options(root))
     tokenizer, sha = load_tokenizer(store)
     wanted = checkpoint["config"].get("tokenizer_sha256")

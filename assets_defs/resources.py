@@ -106,9 +106,7 @@ class PipelineConfig(dg.ConfigurableResource):
         sources, skipped = {}, []
         for name in names:
             keys = registry.get(name).shard_keys
-            if self.tokenizer_crawls is None and not all(
-                store.exists(f"{store.partition_dir('clean_documents', name, k)}/_manifest.json") for k in keys
-            ):
+            if self.tokenizer_crawls is None and not all(store.committed("clean_documents", name, k) for k in keys):
                 skipped.append(name)
                 continue
             sources[name] = keys

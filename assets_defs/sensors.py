@@ -65,7 +65,7 @@ def _follow_up_runs(store, crawl: str, shard_keys: list[str], config) -> list[dg
             made_from = store.manifest("deduplicated", crawl, shard)["config"]["clusters"]
         except PartitionMissing:
             made_from = None
-        if made_from != clusters or not store.exists(f"{store.partition_dir('clean_documents', crawl, shard)}/_manifest.json"):
+        if made_from != clusters or not store.committed("clean_documents", crawl, shard):
             requests.append(dg.RunRequest(job_name="clean_job", partition_key=partition_key(crawl, shard),
                                           run_key=f"{crawl}/{shard}/clean/{clusters}"))
     return requests or _token_runs(store, crawl, shard_keys)

@@ -1,16 +1,13 @@
 """The tokenizer (dataset-wide) and token_shards (crawl x shard). Thin: the work is in pipeline.token_io and
 pipeline.tokenizer."""
 
-
 import dagster as dg
 
 from assets_defs.partitions import crawl_and_shard, crawl_shards
 from assets_defs.resources import PipelineConfig
 from pipeline import token_io
 from pipeline.storage import PartitionMissing
-from pipeline.tokenizer import SPECIAL_TOKENS, reference_encoding
-
-REFERENCES = {"GPT-2 (r50k_base)": "r50k_base", "GPT-4 (cl100k_base)": "cl100k_base"}
+from pipeline.tokenizer import SPECIAL_TOKENS
 
 
 @dg.asset(
@@ -56,18 +53,13 @@ def tokenizer(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg
 
 
 def _compression_table(tok, held_out: list[str]) -> str:
-    """Bytes per token on the held-out documents: ours, and GPT-2's and GPT-4's when they load offline."""
     if not held_out:
         return "no held-out documents"
+    rows = [
+        f"| {label} | not available offline (skipped) |" if ratio is None else f"| {label} ({n_vocab:,}) | {ratio:.3f} |"
+        for label, n_vocab, ratio in token_io.compression_table(tok, held_out)
+    ]
     total = sum(len(t.encode()) for t in held_out)
-    rows = [f"| ours ({tok.n_vocab:,}) | {tok.compression(held_out):.3f} |"]
-    for label, name in REFERENCES.items():
-        enc = reference_encoding(name)
-        if enc is None:
-            rows.append(f"| {label} | not available offline (skipped) |")
-        else:
-            tokens = sum(len(x) for x in enc.encode_ordinary_batch(held_out))
-            rows.append(f"| {label} ({enc.n_vocab:,}) | {total / tokens:.3f} |")
     return f"held-out: {len(held_out)} docs, {total:,} bytes\n\n| tokenizer | bytes/token |\n|---|---:|\n" + "\n".join(rows)
 
 
@@ -97,7 +89,7 @@ def token_shards(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
     except PartitionMissing as e:
         raise dg.Failure(description=str(e)) from None
     stats = info["stats"]
-    mismatches = _decode_mismatches(store, crawl, shard, tok)
+    mismatches = token_io.decode_mismatches(store, crawl, shard, tok)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": stats["documents"],
@@ -116,22 +108,6 @@ def token_shards(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
             dg.AssetCheckResult(check_name="decodes_back", passed=not mismatches, metadata={"mismatches": str(mismatches)}),
         ],
     )
-
-
-def _decode_mismatches(store, crawl: str, shard: str, tok) -> list[str]:
-    """Reads back what was committed: the first document of each part, decoded, must equal its clean text."""
-    bad = []
-    for part in store.parts(token_io.TOKENS, crawl, shard):
-        index = store.read_part(token_io.TOKENS, crawl, shard, part)
-        if not index.height:
-            continue
-        tokens = token_io.read_tokens(store, crawl, shard, part)
-        offset, count, doc_id = index["offset"][0], index["token_count"][0], index["id"][0]
-        clean = store.read_part("clean_documents", crawl, shard, part)
-        text = clean.filter(clean["id"] == doc_id)["text"][0]
-        if tokens[offset - 1] != tok.eot_id or tok.decode(tokens[offset : offset + count].tolist()) != text:
-            bad.append(doc_id)
-    return bad
 
 
 DATASET_ASSETS = [tokenizer]

@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets_defs.resources import PipelineConfig
+from training.checkpoint import base_root
 
 
 class PretrainConfig(dg.ConfigurableResource):
@@ -55,7 +56,7 @@ class PretrainConfig(dg.ConfigurableResource):
 def base_model(
     context: dg.AssetExecutionContext, settings: PipelineConfig, pretrain: PretrainConfig, pipes: dg.PipesSubprocessClient
 ):
-    out = pretrain.checkpoint_root or settings.store().uri("checkpoints", "base")
+    out = pretrain.checkpoint_root or base_root(settings.data_root)
     invocation = pipes.run(context=context, command=pretrain.command(settings.data_root, out))
     checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
     if not checkpoints:

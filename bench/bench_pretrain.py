@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.bench_pretrain [--depth 4] [--steps 60] [--data DIR]
 
-Both models see the same batches of the bundled sample's token shards (built under bench/out/data by
-`crawl2chat run --until token_shards` when --data is not given), with the same AdamW settings. The reference is
+Both models see the same batches of the bundled sample's token shards, read by training/data.TokenStream as
+training/pretrain.py reads them (built under bench/out/data by `crawl2chat run --until token_shards` when --data is
+not given), with the same AdamW settings. The reference is
 nanoGPT's model (learned positions, LayerNorm with biases, GELU MLP, tied embeddings) run as nanoGPT runs it on a
 CPU: fp32. Ours runs as training/pretrain.py does: bf16 autocast where the CPU has bf16 instructions (AVX512-BF16 or
 AMX; fp32 elsewhere). Reported: training tokens/s, and validation bits per byte after the same tokens.
@@ -26,8 +27,10 @@ import torch.nn.functional as F
 
 from bench.common import OUT, save
 from pipeline.storage import Store
-from pipeline.token_io import TOKENS, load_tokenizer, read_tokens
+from pipeline.token_io import TOKENS, load_tokenizer
+from training.data import TokenStream, bytes_per_token
 from training.model import GPT, GPTConfig
+from training.pretrain import use_bf16
 
 
 class NanoBlock(nn.Module):
@@ -61,39 +64,26 @@ class NanoGPT(nn.Module):
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
 
-    def forward(self, idx, targets):
+    def logits(self, idx):
         x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))
+        return self.lm_head(self.ln_f(x))
+
+    def forward(self, idx, targets):
+        logits = self.logits(idx)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def cpu_has_bf16() -> bool:
-    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def token_stream(data: Path) -> tuple[np.ndarray, np.ndarray, object]:
+def streams(data: Path, args) -> tuple[TokenStream, TokenStream, object]:
+    """The train and validation streams training/pretrain.py reads, and the tokenizer."""
     store = Store(str(data))
-    parts = [(s, p) for s in sorted(store.fs.ls(store.path(TOKENS, "sample"), detail=False))
-             for p in store.parts(TOKENS, "sample", Path(s).name)]
-    tokens = np.concatenate([read_tokens(store, "sample", Path(s).name, p) for s, p in parts]).astype(np.int64)
-    cut = int(len(tokens) * 0.9)
-    return tokens[:cut], tokens[cut:], load_tokenizer(store)[0]
+    train, val = (TokenStream(store, None, split, args.seq_len, args.batch, seed=0) for split in ("train", "val"))
+    return train, val, load_tokenizer(store)[0]
 
 
-def batches(tokens: np.ndarray, batch: int, seq_len: int, steps: int):
-    window = seq_len + 1
-    n = len(tokens) // window
-    for step in range(steps):
-        rows = [(step * batch + i) % n for i in range(batch)]
-        chunk = torch.from_numpy(np.stack([tokens[r * window : (r + 1) * window] for r in rows]))
-        yield chunk[:, :-1], chunk[:, 1:]
-
-
-def train(model, train_tokens, args, bf16: bool) -> float:
-    """Seconds for `args.steps` steps (after 3 warm-up steps on other batches)."""
+def train(model, stream: TokenStream, args, bf16: bool) -> float:
+    """Seconds for `args.steps` steps (after 3 warm-up steps on other batches), from the stream's first batch."""
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.95))
 
     def step(x, y):
@@ -104,22 +94,29 @@ def train(model, train_tokens, args, bf16: bool) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for x, y in batches(train_tokens[::-1].copy(), args.batch, args.seq_len, 3):
-        step(x, y)
+    for i in range(3):
+        step(*stream.get(stream.batches_per_epoch - 1 - i))
     start = time.perf_counter()
-    for x, y in batches(train_tokens, args.batch, args.seq_len, args.steps):
-        step(x, y)
+    for i in range(args.steps):
+        step(*stream.get(i % stream.batches_per_epoch, i // stream.batches_per_epoch))
     return time.perf_counter() - start
 
 
 @torch.no_grad()
-def val_bpb(model, val_tokens, token_bytes: np.ndarray, args) -> float:
+def val_bpb(model, val: TokenStream, token_bytes: np.ndarray) -> float:
+    """Bits per byte over the whole validation split (special-token targets left out, as training/pretrain.py)."""
     nats, nbytes = 0.0, 0
-    n = len(val_tokens) // (args.seq_len + 1)
-    for x, y in batches(val_tokens, min(args.batch, n), args.seq_len, max(1, n // args.batch)):
-        nats += model(x, y).item() * y.numel()
-        nbytes += int(token_bytes[y.numpy()].sum())
+    for i in range(val.batches_per_epoch):
+        x, y = val.get(i)
+        n = torch.from_numpy(token_bytes)[y]
+        losses = F.cross_entropy(_logits(model, x).flatten(0, 1), y.flatten(), reduction="none")
+        nats += float((losses * (n.flatten() > 0)).sum())
+        nbytes += int(n.sum())
     return nats / math.log(2) / nbytes
+
+
+def _logits(model, x):
+    return model(x) if isinstance(model, GPT) else model.logits(x)
 
 
 def main() -> None:
@@ -137,18 +134,18 @@ def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "assets_defs.cli", "run", "--until", "token_shards", "--data", str(data)],
                        check=True, env={**os.environ, "DAGSTER_HOME": str(home)})
-    train_tokens, val_tokens, tok = token_stream(data)
-    token_bytes = np.array([0 if i >= tok.eot_id else len(tok.token_bytes(i)) for i in range(tok.n_vocab)])
-    bf16 = cpu_has_bf16()
+    train_stream, val_stream, tok = streams(data, args)
+    token_bytes = bytes_per_token(tok)
+    bf16 = use_bf16("auto", torch.device("cpu"))
     torch.manual_seed(0)
     ours = GPT(GPTConfig(vocab_size=tok.n_vocab, depth=args.depth, seq_len=args.seq_len))
     torch.manual_seed(0)
     c = ours.config
     ref = NanoGPT(tok.n_vocab, args.depth, c.width, c.n_head, args.seq_len)
     tokens = args.steps * args.batch * args.seq_len
-    t_ours = train(ours, train_tokens, args, bf16)
-    t_ref = train(ref, train_tokens, args, False)
-    bpb_ours, bpb_ref = val_bpb(ours, val_tokens, token_bytes, args), val_bpb(ref, val_tokens, token_bytes, args)
+    t_ours = train(ours, train_stream, args, bf16)
+    t_ref = train(ref, train_stream, args, False)
+    bpb_ours, bpb_ref = val_bpb(ours, val_stream, token_bytes), val_bpb(ref, val_stream, token_bytes)
     rows = [{
         "benchmark": f"pretraining, depth {args.depth} (ours {ours.num_params() / 1e6:.1f}M, ref "
                      f"{sum(p.numel() for p in ref.parameters()) / 1e6:.1f}M params), {'bf16' if bf16 else 'fp32'} vs fp32",

@@ -103,6 +103,10 @@ class Store:
                 "materialize it first"
             ) from None
 
+    def committed(self, asset: str, crawl: str, shard: str) -> bool:
+        """Whether the partition has a manifest (a finished write)."""
+        return self.exists(posixpath.join(self.partition_dir(asset, crawl, shard), MANIFEST))
+
     def parts(self, asset: str, crawl: str, shard: str, dropped=False) -> list[str]:
         return list(self.manifest(asset, crawl, shard, dropped)["parts"])
 

@@ -24,12 +24,13 @@ import numpy as np
 import polars as pl
 
 from pipeline.storage import Store
-from pipeline.tokenizer import Tokenizer
+from pipeline.tokenizer import Tokenizer, reference_encoding
 
 TOKENIZER = "tokenizer"
 TOKENS = "token_shards"
 ALL = "all"  # the one partition of a dataset-wide asset
 TOKENIZER_FILES = ("tokenizer.tiktoken", "tokenizer_config.json", "tokenizer.json")
+REFERENCES = {"GPT-2 (r50k_base)": "r50k_base", "GPT-4 (cl100k_base)": "cl100k_base"}
 INDEX_SCHEMA = {"id": pl.String, "url": pl.String, "offset": pl.Int64, "token_count": pl.Int64}
 
 
@@ -162,3 +163,32 @@ def read_tokens(store: Store, crawl: str, shard: str, part: str) -> np.ndarray:
     manifest = store.manifest(TOKENS, crawl, shard)
     data = store.read_file(TOKENS, crawl, shard, f"part-{part}.bin")
     return np.frombuffer(data, dtype=np.dtype(manifest["dtype"]).newbyteorder("<"))
+
+
+def compression_table(tokenizer: Tokenizer, texts: list[str]) -> list[tuple[str, int, float | None]]:
+    """(label, vocabulary, bytes per token) on `texts`: ours, then GPT-2's and GPT-4's (None when they do not load
+    offline)."""
+    total = sum(len(t.encode()) for t in texts)
+    rows = [("ours", tokenizer.n_vocab, tokenizer.compression(texts))]
+    for label, name in REFERENCES.items():
+        enc = reference_encoding(name)
+        tokens = sum(len(x) for x in enc.encode_ordinary_batch(texts)) if enc is not None else 0
+        rows.append((label, enc.n_vocab if enc else 0, total / tokens if tokens else None))
+    return rows
+
+
+def decode_mismatches(store: Store, crawl: str, shard: str, tokenizer: Tokenizer) -> list[str]:
+    """Reads back a committed token shard: the ids of the parts whose first document does not follow an
+    <|endoftext|> or does not decode to its clean text."""
+    bad = []
+    for part in store.parts(TOKENS, crawl, shard):
+        index = store.read_part(TOKENS, crawl, shard, part)
+        if not index.height:
+            continue
+        tokens = read_tokens(store, crawl, shard, part)
+        offset, count, doc_id = index["offset"][0], index["token_count"][0], index["id"][0]
+        clean = store.read_part("clean_documents", crawl, shard, part)
+        text = clean.filter(clean["id"] == doc_id)["text"][0]
+        if tokens[offset - 1] != tokenizer.eot_id or tokenizer.decode(tokens[offset : offset + count].tolist()) != text:
+            bad.append(doc_id)
+    return bad

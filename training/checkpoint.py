@@ -30,6 +30,11 @@ def _store(root: str, storage_options: dict | None = None):
     return store, store.base
 
 
+def base_root(data_root: str) -> str:
+    """Where base_model's checkpoints go by default: {data_root}/checkpoints/base."""
+    return data_root.rstrip("/") + "/checkpoints/base"
+
+
 def step_dir(step: int) -> str:
     return f"step-{step:06d}"
 
@@ -77,17 +82,29 @@ def latest_step(root: str, storage_options: dict | None = None) -> int | None:
     return steps[-1] if steps else None
 
 
-def load_checkpoint(root: str, step: int | None = None, storage_options: dict | None = None, device="cpu") -> dict:
-    """{"model": GPT, "config": config.json, "state": state.json, "optimizer": state dict or None}; the latest
-    committed step when `step` is None. FileNotFoundError naming the root when there is none."""
+def _committed_dir(root: str, step: int | None, storage_options: dict | None) -> tuple[Store, str, int]:
+    """(store, folder, step) of a committed checkpoint, the latest when `step` is None; FileNotFoundError if none."""
     store, base = _store(root, storage_options)
-    fs = store.fs
     step = latest_step(root, storage_options) if step is None else step
     if step is None:
         raise FileNotFoundError(f"no committed checkpoint under {root}")
     directory = posixpath.join(base, step_dir(step))
-    if not fs.exists(posixpath.join(directory, COMMITTED)):
+    if not store.fs.exists(posixpath.join(directory, COMMITTED)):
         raise FileNotFoundError(f"checkpoint {directory} was never committed")
+    return store, directory, step
+
+
+def read_config(root: str, step: int | None = None, storage_options: dict | None = None) -> dict:
+    """config.json of a committed checkpoint (the latest by default), without loading its weights."""
+    store, directory, step = _committed_dir(root, step, storage_options)
+    return {**json.loads(store.fs.cat_file(posixpath.join(directory, "config.json"))), "step": step}
+
+
+def load_checkpoint(root: str, step: int | None = None, storage_options: dict | None = None, device="cpu") -> dict:
+    """{"model": GPT, "config": config.json, "state": state.json, "optimizer": state dict or None}; the latest
+    committed step when `step` is None. FileNotFoundError naming the root when there is none."""
+    store, directory, step = _committed_dir(root, step, storage_options)
+    fs = store.fs
     config = json.loads(fs.cat_file(posixpath.join(directory, "config.json")))
     model = GPT(GPTConfig.from_dict(config["model"]))
     model.load_state_dict(load_safetensors(fs.cat_file(posixpath.join(directory, "model.safetensors"))))

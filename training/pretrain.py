@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pipeline.storage import Store
 from pipeline.token_io import load_tokenizer
 from pipeline.tokenizer import Tokenizer
-from training.checkpoint import latest_step, load_checkpoint, save_checkpoint, step_dir
+from training.checkpoint import base_root, latest_step, load_checkpoint, save_checkpoint, step_dir
 from training.data import TokenStream, bytes_per_token
 from training.engine import Engine, Sampling
 from training.model import GPT, GPTConfig
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.lr <= 0 or not 0 <= args.min_lr_frac <= 1 or args.warmup_steps < 0 or args.sample_every < 0:
         p.error(f"need --lr > 0, 0 <= --min-lr-frac <= 1, --warmup-steps >= 0 and --sample-every >= 0; got "
                 f"{args.lr}, {args.min_lr_frac}, {args.warmup_steps}, {args.sample_every}")
-    args.out = args.out or args.data.rstrip("/") + "/checkpoints/base"
+    args.out = args.out or base_root(args.data)
     args.crawls = [c for c in args.crawls.split(",") if c] if args.crawls else None
     return args
 
