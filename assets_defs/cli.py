@@ -138,9 +138,10 @@ def cmd_run(args) -> int:
         raise ValueError(f"--until must be one of {ASSET_ORDER}, got {until!r}")
     instance = _instance()
     register_partitions(instance, crawl.name, crawl.shard_keys)
-    import dagster as dg
+    from assets_defs.launchers import pipes_client
 
-    resources = {"settings": config, "pretrain": load_pretrain(args.config), "pipes": dg.PipesSubprocessClient()}
+    resources = {"settings": config, "pretrain": load_pretrain(args.config),
+                 "pipes": pipes_client(os.environ.get("CRAWL2CHAT_PIPES", "subprocess"))}
     failed = materialize_crawl(instance, resources, crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1])
     stages = [s for s in FUNNEL_STAGES if s in ASSET_ORDER[: ASSET_ORDER.index(until) + 1]]
     print_funnel(funnel(config.store(), crawl.name, crawl.shard_keys, tuple(stages)), crawl.name)
@@ -211,7 +212,7 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
     """One line each for the tokens and the latest checkpoint, when the run went that far."""
     from pipeline.storage import PartitionMissing
     from pipeline.token_io import ALL, TOKENIZER, TOKENS
-    from training.checkpoint import base_root, read_config
+    from training.checkpoint import checkpoint_root, read_config
 
     try:
         if "token_shards" in names:
@@ -221,7 +222,7 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
             console.print(f"token_shards: {tokens:,} tokens, {nbytes / max(tokens, 1):.2f} bytes/token "
                           f"(tokenizer: {tokenizer['vocab_size']:,} ids)")
         if "base_model" in names:
-            root = pretrain.checkpoint_root or base_root(store.root)
+            root = pretrain.checkpoint_root or checkpoint_root(store.root)
             info = read_config(root, storage_options=store.storage_options)
             console.print(f"base_model: step {info['step']}, {info['tokens_seen']:,} tokens seen, val loss "
                           f"{info['val_loss']:.3f} (unigram {info['unigram_loss']:.3f}), val bpb {info['val_bpb']:.3f}; "

@@ -18,6 +18,9 @@ def add_parsers(sub, common) -> None:
     gen.add_argument("--top-k", type=int, default=50)
     gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                     help=r"end the completion where TEXT appears (repeatable; '\n' stands for a newline): with a "
+                          "few-shot prompt of one example a line, --stop '\n' returns just the answer")
     _checkpoint_args(gen, common)
     export = sub.add_parser("export", help="write a Hugging Face model directory (config, safetensors, tokenizer)")
     export.add_argument("--out", required=True)
@@ -33,11 +36,11 @@ def _checkpoint_args(p: argparse.ArgumentParser, common) -> None:
 def _load(args, load_config):
     """(model, tokenizer, checkpoint) with the tokenizer the checkpoint was trained with."""
     from pipeline.token_io import load_tokenizer
-    from training.checkpoint import base_root, load_checkpoint
+    from training.checkpoint import checkpoint_root, load_checkpoint
 
     config = load_config(args.config, args.data)
     store = config.store()
-    root = args.checkpoint or base_root(config.data_root)
+    root = args.checkpoint or checkpoint_root(config.data_root)
     checkpoint = load_checkpoint(root, args.step, config.storage_options(root))
     tokenizer, sha = load_tokenizer(store)
     wanted = checkpoint["config"].get("tokenizer_sha256")
@@ -57,17 +60,24 @@ def cmd_generate(args, load_config) -> int:
     console.print(f"[dim]step {checkpoint['step']}, {model.num_params():,} parameters[/dim]")
     sys.stdout.write(args.prompt)
     new: list[int] = []
-    shown = ""
+    stops = [s.replace("\\n", "\n") for s in args.stop]
+    hold = max(map(len, stops), default=1) - 1  # a stop text may begin in what is already decoded
+    text, shown = "", ""
     for (token,) in Engine(model).generate([prompt], sampling):
         if token is None or token == tok.eot_id:
             break
         new.append(token)
         text = tok.decode(new)
-        if not text.endswith("\ufffd"):  # wait for the rest of a character cut across tokens
-            sys.stdout.write(text[len(shown):])
+        cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=None)
+        if cut is not None:
+            text = text[:cut]
+            break
+        ready = text[:len(text) - hold]
+        if not ready.endswith("\ufffd"):  # wait for the rest of a character cut across tokens
+            sys.stdout.write(ready[len(shown):])
             sys.stdout.flush()
-            shown = text
-    sys.stdout.write("\n")
+            shown = ready
+    sys.stdout.write(text[len(shown):] + "\n")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets_defs.graph import ALL_ASSETS, JOBS
+from assets_defs.launchers import pipes_client
 from assets_defs.resources import PipelineConfig
 from assets_defs.sensors import crawl_sensor
 from assets_defs.training_assets import PretrainConfig
@@ -18,6 +19,6 @@ defs = dg.Definitions(
     resources={
         "settings": PipelineConfig(data_root=dg.EnvVar("CRAWL2CHAT_DATA_ROOT").get_value("data")),
         "pretrain": PretrainConfig(),
-        "pipes": dg.PipesSubprocessClient(),
+        "pipes": pipes_client(dg.EnvVar("CRAWL2CHAT_PIPES").get_value("subprocess")),
     },
 )

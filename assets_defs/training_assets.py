@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets_defs.resources import PipelineConfig
-from training.checkpoint import base_root
+from training.checkpoint import checkpoint_root
 
 
 class PretrainConfig(dg.ConfigurableResource):
@@ -29,6 +29,8 @@ class PretrainConfig(dg.ConfigurableResource):
     nproc: int = Field(default=1, ge=1, description="Processes (torchrun): GPUs on a GPU node, 1 on a laptop.")
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
     checkpoint_root: str | None = Field(default=None, description="Default: {data_root}/checkpoints/base.")
+    image: str | None = Field(default=None, description="Container image, for a pod launcher (CRAWL2CHAT_PIPES=k8s); "
+                              "the pod asks for nproc GPUs.")
 
     def command(self, data_root: str, out: str) -> list[str]:
         script = ["-m", "training.pretrain"]
@@ -40,6 +42,14 @@ class PretrainConfig(dg.ConfigurableResource):
                 "--optimizer", self.optimizer,
                 "--eval-every", str(self.eval_every), "--checkpoint-every", str(self.checkpoint_every),
                 "--device", self.device]
+
+    def launch_options(self, data_root: str, out: str) -> dict:
+        """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and GPUs for a pod."""
+        options: dict = {"command": self.command(data_root, out)}
+        if self.image:
+            options.update(image=self.image, base_pod_spec={"containers": [
+                {"name": "train", "resources": {"limits": {"nvidia.com/gpu": self.nproc}}}]})
+        return options
 
 
 @dg.asset(
@@ -54,10 +64,11 @@ class PretrainConfig(dg.ConfigurableResource):
     ],
 )
 def base_model(
-    context: dg.AssetExecutionContext, settings: PipelineConfig, pretrain: PretrainConfig, pipes: dg.PipesSubprocessClient
+    context: dg.AssetExecutionContext, settings: PipelineConfig, pretrain: PretrainConfig,
+    pipes: dg.ResourceParam[dg.PipesClient],
 ):
-    out = pretrain.checkpoint_root or base_root(settings.data_root)
-    invocation = pipes.run(context=context, command=pretrain.command(settings.data_root, out))
+    out = pretrain.checkpoint_root or checkpoint_root(settings.data_root)
+    invocation = pipes.run(context=context, **pretrain.launch_options(settings.data_root, out))
     checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
     if not checkpoints:
         raise dg.Failure(description=f"training reported no checkpoint under {out}")
@@ -86,6 +97,7 @@ def _metadata(report: dict) -> dict:
         "val_loss": report.get("val_loss"),
         "val_bpb": report.get("val_bpb"),
         "unigram_loss": report.get("unigram_loss"),
+        "icl_gain": report.get("icl_gain"),  # nats/token better on a repeated sequence: few-shot readiness
         "samples": dg.MetadataValue.md(samples),
     }
     if report.get("history"):

@@ -30,9 +30,9 @@ def _store(root: str, storage_options: dict | None = None):
     return store, store.base
 
 
-def base_root(data_root: str) -> str:
-    """Where base_model's checkpoints go by default: {data_root}/checkpoints/base."""
-    return data_root.rstrip("/") + "/checkpoints/base"
+def checkpoint_root(data_root: str, stage: str = "base") -> str:
+    """Where a training stage's checkpoints go by default: {data_root}/checkpoints/{stage} (base, sft, rl, ...)."""
+    return f"{data_root.rstrip('/')}/checkpoints/{stage}"
 
 
 def step_dir(step: int) -> str:

@@ -30,19 +30,20 @@ from torch.nn.parallel import DistributedDataParallel
 from pipeline.storage import Store
 from pipeline.token_io import load_tokenizer
 from pipeline.tokenizer import Tokenizer
-from training.checkpoint import base_root, latest_step, load_checkpoint, save_checkpoint, step_dir
+from training.checkpoint import checkpoint_root, latest_step, load_checkpoint, save_checkpoint, step_dir
 from training.data import TokenStream, bytes_per_token
 from training.engine import Engine, Sampling
+from training.evals import ICL_PROBE_LEN, in_context_gain
 from training.model import GPT, GPTConfig
 from training.optim import MuonAdamW
+from training.reporting import Reporter, fmt
 
 # dense bf16 tensor-core peaks from NVIDIA's data sheets; the first name found in the device name wins
 PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
                    ("A100", 312e12), ("L4", 121e12))
 SAMPLE_PROMPTS = ("The capital of France is", "Once upon a time,")
 UNIGRAM_MAX_TOKENS = 50_000_000  # enough for a stable distribution over a 65k vocabulary
-REPORTED = ("tokens_seen", "train_loss", "val_loss", "val_bpb", "unigram_loss", "samples", "history")
-MAX_REPORTED_HISTORY = 1000  # points of the loss curve sent to Dagster; the checkpoint keeps every step
+REPORTED = ("tokens_seen", "train_loss", "val_loss", "val_bpb", "unigram_loss", "icl_gain", "samples", "history")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.lr <= 0 or not 0 <= args.min_lr_frac <= 1 or args.warmup_steps < 0 or args.sample_every < 0:
         p.error(f"need --lr > 0, 0 <= --min-lr-frac <= 1, --warmup-steps >= 0 and --sample-every >= 0; got "
                 f"{args.lr}, {args.min_lr_frac}, {args.warmup_steps}, {args.sample_every}")
-    args.out = args.out or base_root(args.data)
+    args.out = args.out or checkpoint_root(args.data)
     args.crawls = [c for c in args.crawls.split(",") if c] if args.crawls else None
     return args
 
@@ -129,51 +130,6 @@ def peak_flops(device: torch.device) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
-
-
-class Reporter:
-    """Progress lines and checkpoint reports: to Dagster through Pipes when it launched us, else to stdout."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.pipes = None
-
-    def __enter__(self) -> Reporter:
-        if self.enabled:
-            from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
-
-            if PipesEnvVarParamsLoader().is_dagster_pipes_process():
-                self.pipes = open_dagster_pipes()
-                self.pipes.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pipes is not None:
-            self.pipes.__exit__(*exc)  # reports an exception, if any, to Dagster
-
-    def log(self, message: str) -> None:
-        if not self.enabled:
-            return
-        if self.pipes is not None:
-            self.pipes.log.info(message)
-        else:
-            print(message, flush=True)
-
-    def checkpoint(self, report: dict) -> None:
-        if not self.enabled:
-            return
-        if self.pipes is not None:
-            history = report["history"]
-            every = math.ceil(len(history) / MAX_REPORTED_HISTORY)
-            thinned = [h for i, h in enumerate(history) if i % every == 0 or "val_loss" in h or i == len(history) - 1]
-            self.pipes.report_custom_message({**report, "history": thinned})
-        else:
-            print(f"checkpoint {report['checkpoint']} step {report['step']} train {report['train_loss']:.4f} "
-                  f"val {_fmt(report['val_loss'])} bpb {_fmt(report['val_bpb'])}", flush=True)
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
 
 
 class Distributed:
@@ -310,10 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         train.load_state_dict(ckpt["state"]["loader"])
         set_rng_state(ckpt["state"]["rng"])
         resumed = {"checkpoint": f"{args.out.rstrip('/')}/{step_dir(resume_from)}",
-                   "step": resume_from, **{k: ckpt["config"][k] for k in REPORTED}}
+                   "step": resume_from, **{k: ckpt["config"].get(k) for k in REPORTED}}
         step, tokens_seen = resume_from, ckpt["state"]["tokens_seen"]
         history, samples = resumed["history"], resumed["samples"]
-        last_eval = {k: resumed[k] for k in ("val_loss", "val_bpb")}
+        last_eval = {k: resumed[k] for k in ("val_loss", "val_bpb", "icl_gain") if resumed[k] is not None}
 
     dd.init()
     try:
@@ -353,7 +309,10 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
     if master:
         from tqdm import tqdm
 
-        progress = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
+        # under Pipes the log lines are the progress; a bar would also break lines that carry Pipes messages
+        # when they travel on stderr (PipesK8sClient reads them from the pod's log)
+        progress = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True,
+                        disable=reporter.pipes is not None)
     train_loss = float("nan")
     for step in range(start_step, args.max_steps):
         started = time.perf_counter()
@@ -386,9 +345,11 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
         checkpoint_now = done % args.checkpoint_every == 0 or last
         if done % args.eval_every == 0 or checkpoint_now:
             last_eval = evaluate(compiled, val, args.eval_batches, token_bytes, unigram, dd, autocast)
+            if args.seq_len >= 2 * ICL_PROBE_LEN:
+                last_eval["icl_gain"] = in_context_gain(model, tokenizer.n_vocab, autocast=autocast)
             entry.update(val_loss=last_eval["val_loss"], val_bpb=last_eval["val_bpb"])
             reporter.log(f"step {done}: val loss {last_eval['val_loss']:.4f} (unigram {baseline:.4f}), "
-                         f"val bpb {_fmt(last_eval['val_bpb'])}")
+                         f"val bpb {fmt(last_eval['val_bpb'])}, in-context gain {fmt(last_eval.get('icl_gain'))}")
         if master and ((args.sample_every and done % args.sample_every == 0) or last):
             samples = generate_samples(model, tokenizer, args.seed + done)
             for text in samples:
@@ -409,7 +370,7 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
                                                       "max_steps": args.max_steps},
                      "world_size": dd.world_size}
             uri = save_checkpoint(args.out, done, model, optimizer, state, meta)
-            reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta[k] for k in REPORTED}})
+            reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
     if master:
         progress.close()
         tokens_per_s = timed_tokens / timed_seconds if timed_seconds else None
@@ -422,7 +383,7 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
         out = Store(args.out)
         out.write_json(out.path("train_summary.json"), summary)
         reporter.log(f"done: {args.max_steps} steps, {tokens_per_s or 0:,.0f} tok/s, train loss {train_loss:.4f}, "
-                     f"val loss {_fmt(last_eval.get('val_loss'))} (unigram {baseline:.4f})")
+                     f"val loss {fmt(last_eval.get('val_loss'))} (unigram {baseline:.4f})")
     if dd.enabled:
         dist.barrier()  # every rank leaves after rank 0 has written its last checkpoint
     return 0

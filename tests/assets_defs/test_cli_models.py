@@ -37,6 +37,18 @@ def test_generate_streams_a_completion_reproducibly(data_root, capsys, monkeypat
 
 
 @pytest.mark.slow
+def test_generate_stops_where_a_stop_text_appears(data_root, capsys, monkeypatch):
+    monkeypatch.chdir(data_root.parent)
+    args = ["generate", "--prompt", "Debian is", "--max-new-tokens", "24", "--seed", "5", "--data", str(data_root)]
+    assert main(args) == 0
+    full = capsys.readouterr().out.split("Debian is", 1)[1].rstrip("\n")
+    stop = full[len(full) // 2:][:3]  # a piece of the second half of the same completion
+    assert main([*args, "--stop", stop]) == 0
+    stopped = capsys.readouterr().out.split("Debian is", 1)[1].rstrip("\n")
+    assert stopped == full[:full.find(stop)] and len(stopped) < len(full), (full, stop, stopped)
+
+
+@pytest.mark.slow
 def test_export_writes_a_model_transformers_loads(data_root, tmp_path, capsys, monkeypatch):
     from transformers import AutoModelForCausalLM
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import dagster as dg
 import pytest
 
@@ -19,6 +21,7 @@ def test_each_checkpoint_is_a_materialization_with_its_metrics(sample_run, monke
     assert last["checkpoint"].value.endswith("checkpoints/base/step-000200")
     assert last["loss_curve"].value.startswith("![loss](data:image/png;base64,")
     assert last["samples"].value.startswith("> ")
+    assert math.isfinite(last["icl_gain"].value)  # few-shot readiness, measured at every eval
     for check in ("loss_finite", "beats_unigram"):
         history = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("base_model"), check), limit=1)

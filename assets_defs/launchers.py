@@ -1,0 +1,99 @@
+"""Where base_model's training process runs, picked by CRAWL2CHAT_PIPES when the Definitions load.
+
+- subprocess (default): dagster's PipesSubprocessClient; context and messages through temporary files.
+- stderr: PipesStderrClient below; the context in an environment variable and the messages as JSON lines on the
+  process's stderr. That is the wire protocol of PipesK8sClient, whose pods' logs carry the messages, so a run
+  through it shows the training script works on a GPU pod; it also carries Pipes over anything that relays a
+  remote process's stderr (`ssh gpu-box ...`, Slurm's `srun ...`, `docker run ...`).
+- k8s: dagster-k8s's PipesK8sClient (`pip install dagster-k8s`); PretrainConfig.image names the pod's image and
+  .nproc its GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import dagster as dg
+from dagster_pipes import PIPES_PROTOCOL_VERSION_FIELD, PipesDefaultMessageWriter
+
+LAUNCHERS = ("subprocess", "stderr", "k8s")
+
+
+class _StderrMessageReader(dg.PipesMessageReader):
+    """Tells the process to write its messages to stderr; PipesStderrClient feeds it the lines."""
+
+    handler = None
+
+    @contextmanager
+    def read_messages(self, handler) -> Iterator[dict]:
+        self.handler = handler
+        try:
+            yield {PipesDefaultMessageWriter.STDIO_KEY: PipesDefaultMessageWriter.STDERR}
+        finally:
+            self.handler = None
+
+    def handle_line(self, line: str) -> bool:
+        """True when the line was a Pipes message (and was handled), False for an ordinary log line."""
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(message, dict) or PIPES_PROTOCOL_VERSION_FIELD not in message:
+            return False
+        self.handler.handle_message(message)
+        return True
+
+    def no_messages_debug_text(self) -> str:
+        return "Messages are read from the process's stderr, one JSON object a line."
+
+
+class PipesStderrClient(dg.PipesClient):
+    """Runs a command with Pipes over its stderr: context from the environment, messages read line by line from
+    stderr (other lines are passed through to ours, so the compute log keeps them)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, termination_timeout_seconds: float = 20):
+        self.env = dict(env or {})
+        self.termination_timeout_seconds = termination_timeout_seconds
+
+    def run(self, *, context, command: Sequence[str], extras=None,
+            env: Mapping[str, str] | None = None) -> dg.PipesClientCompletedInvocation:
+        reader = _StderrMessageReader()
+        with dg.open_pipes_session(context=context, context_injector=dg.PipesEnvContextInjector(),
+                                   message_reader=reader, extras=extras) as session:
+            process = subprocess.Popen(
+                list(command), env={**os.environ, **self.env, **(env or {}), **session.get_bootstrap_env_vars()},
+                stderr=subprocess.PIPE, text=True, bufsize=1, errors="replace")
+            try:
+                for line in process.stderr:
+                    if not reader.handle_line(line.rstrip("\n")):
+                        sys.stderr.write(line)
+                process.wait()
+            except dg.DagsterExecutionInterruptedError:
+                context.log.info("[pipes] interrupted: sending SIGINT to the training process")
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=self.termination_timeout_seconds)
+                raise
+            if process.returncode != 0:
+                raise dg.DagsterPipesExecutionError(f"{command[0]} ... exited with code {process.returncode}")
+        return dg.PipesClientCompletedInvocation(session)
+
+
+def pipes_client(name: str) -> dg.PipesClient:
+    """The Pipes client a launcher name stands for; ValueError naming the choices for any other name."""
+    if name == "subprocess":
+        return dg.PipesSubprocessClient()
+    if name == "stderr":
+        return PipesStderrClient()
+    if name == "k8s":
+        try:
+            from dagster_k8s import PipesK8sClient
+        except ImportError as e:
+            raise ValueError("CRAWL2CHAT_PIPES=k8s needs dagster-k8s: pip install dagster-k8s") from e
+        return PipesK8sClient()
+    raise ValueError(f"CRAWL2CHAT_PIPES={name!r}: expected one of {', '.join(LAUNCHERS)}")

@@ -1,0 +1,45 @@
+"""base_model through the other Pipes launchers: over stderr (PipesK8sClient's wire protocol: context in the
+environment, messages in the process's log stream), and the launcher names Definitions accept."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import pytest
+
+from assets_defs.launchers import PipesStderrClient, pipes_client
+from assets_defs.resources import PipelineConfig
+from assets_defs.training_assets import PretrainConfig, base_model
+
+
+@pytest.mark.slow
+def test_base_model_over_stderr_records_every_checkpoint(sample_run, tmp_path, dagster_instance, capfd):
+    data = tmp_path / "data"
+    shutil.copytree(sample_run / "data" / "tokenizer", data / "tokenizer")
+    shutil.copytree(sample_run / "data" / "token_shards", data / "token_shards")
+    pretrain = PretrainConfig(depth=1, seq_len=64, max_steps=30, warmup_steps=3, eval_every=10, checkpoint_every=10)
+    result = dg.materialize([base_model], instance=dagster_instance, resources={
+        "settings": PipelineConfig(data_root=str(data)), "pretrain": pretrain, "pipes": PipesStderrClient()})
+    assert result.success
+    records = dagster_instance.fetch_materializations(dg.AssetKey("base_model"), limit=10).records
+    steps = sorted(r.asset_materialization.metadata["step"].value for r in records)
+    assert steps == [10, 20, 30]  # every checkpoint's message came through the log stream intact
+    logs = [entry.user_message for entry in dagster_instance.all_logs(result.run_id)]
+    assert any(m.startswith("step 30/30 | loss") for m in logs), "the script's log lines reach Dagster's event log"
+    assert '"__dagster_pipes_version"' not in capfd.readouterr().err, "Pipes messages are consumed, not echoed"
+
+
+def test_launcher_names():
+    assert isinstance(pipes_client("subprocess"), dg.PipesSubprocessClient)
+    assert isinstance(pipes_client("stderr"), PipesStderrClient)
+    with pytest.raises(ValueError, match="expected one of subprocess, stderr, k8s"):
+        pipes_client("slurm")
+
+
+def test_a_pod_asks_for_one_gpu_a_process():
+    options = PretrainConfig(nproc=8, image="crawl2chat:latest").launch_options("s3://b/c2c", "s3://b/c2c/ck")
+    assert options["image"] == "crawl2chat:latest"
+    assert options["base_pod_spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 8}
+    assert options["command"][1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
+    assert set(PretrainConfig().launch_options("data", "out")) == {"command"}

@@ -1,0 +1,55 @@
+"""How a training script reports: to Dagster through Pipes when Dagster launched it (log lines, one custom message
+a checkpoint), else plain lines on stdout. The scripts never import dagster; dagster_pipes is its standalone
+client library."""
+
+from __future__ import annotations
+
+import math
+
+MAX_REPORTED_HISTORY = 1000  # points of the loss curve sent to Dagster; the checkpoint keeps every step
+
+
+class Reporter:
+    """Progress lines and checkpoint reports: to Dagster through Pipes when it launched us, else to stdout."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.pipes = None
+
+    def __enter__(self) -> Reporter:
+        if self.enabled:
+            from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+
+            if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+                self.pipes = open_dagster_pipes()
+                self.pipes.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pipes is not None:
+            self.pipes.__exit__(*exc)  # reports an exception, if any, to Dagster
+
+    def log(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.pipes is not None:
+            self.pipes.log.info(message)
+        else:
+            print(message, flush=True)
+
+    def checkpoint(self, report: dict) -> None:
+        if not self.enabled:
+            return
+        if self.pipes is not None:
+            history = report["history"]
+            every = math.ceil(len(history) / MAX_REPORTED_HISTORY)
+            thinned = [h for i, h in enumerate(history) if i % every == 0 or "val_loss" in h or i == len(history) - 1]
+            self.pipes.report_custom_message({**report, "history": thinned})
+        else:
+            print(f"checkpoint {report['checkpoint']} step {report['step']} train {report['train_loss']:.4f} "
+                  f"val {fmt(report.get('val_loss'))}"
+                  + (f" bpb {fmt(report['val_bpb'])}" if "val_bpb" in report else ""), flush=True)
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
