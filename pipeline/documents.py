@@ -6,6 +6,7 @@ steps do; `Document.metadata` carries the row's other columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -68,3 +69,12 @@ def exclusions(rows: list[dict], stage: str) -> pl.DataFrame:
         ],
         schema=EXCLUSION_SCHEMA,
     )
+
+
+def iter_clean(store, crawls: dict[str, list[str]], columns: Sequence[str] = ("id", "text")) -> Iterator[tuple]:
+    """Rows (as tuples of `columns`) of every committed clean_documents part of `crawls` ({crawl: [shard, ...]}),
+    crawl by crawl, shard by shard, part by part: a fixed order. PartitionMissing names the first one not there."""
+    for crawl, shards in crawls.items():
+        for shard in shards:
+            for part in store.parts("clean_documents", crawl, shard):
+                yield from store.read_part("clean_documents", crawl, shard, part).select(columns).iter_rows()

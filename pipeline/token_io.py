@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 import polars as pl
 
+from pipeline.documents import iter_clean
 from pipeline.storage import Store
 from pipeline.tokenizer import Tokenizer, reference_encoding
 
@@ -37,15 +38,6 @@ INDEX_SCHEMA = {"id": pl.String, "url": pl.String, "offset": pl.Int64, "token_co
 def is_held_out(doc_id: str, every: int) -> bool:
     """One document in `every`, chosen by a hash of its id (stable across runs and machines), is held out."""
     return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little") % every == 0
-
-
-def clean_texts(store: Store, crawls: dict[str, list[str]]) -> Iterator[tuple[str, str]]:
-    """(id, text) of every clean document, crawl by crawl, shard by shard, part by part: a fixed order."""
-    for crawl, shard_keys in crawls.items():
-        for shard in shard_keys:
-            for part in store.parts("clean_documents", crawl, shard):
-                df = store.read_part("clean_documents", crawl, shard, part)
-                yield from zip(df["id"], df["text"])
 
 
 def train_tokenizer(
@@ -65,7 +57,7 @@ def train_tokenizer(
     budget = {"bytes": 0, "docs": 0}
 
     def training_texts() -> Iterator[str]:
-        for doc_id, text in clean_texts(store, crawls):
+        for doc_id, text in iter_clean(store, crawls):
             if is_held_out(doc_id, holdout_every):
                 if len(held_out) < max_held_out:
                     held_out.append(text)

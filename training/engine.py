@@ -7,7 +7,7 @@ row. `generate` streams: it yields, each step, the new token of every row (None 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -58,7 +58,10 @@ class Engine:
         self.device = next(model.parameters()).device
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling()) -> Iterator[list[int | None]]:
+    def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
+                 on_token: Callable[[int, list[int]], Sequence[int]] | None = None) -> Iterator[list[int | None]]:
+        """With `on_token`, each sampled token is shown to it with its row's index and tokens so far; the tokens it
+        returns are fed to that row next instead of sampled ones (how a tool's result enters the sequence)."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         seq_len = self.model.config.seq_len
@@ -72,6 +75,7 @@ class Engine:
         rows = [list(p) for p in prompts]
         logits = self._prefill(rows)
         done = [False] * len(rows)
+        forced: list[list[int]] = [[] for _ in rows]
         for _ in range(steps):
             tokens = sample_next(logits, sampling, generator).tolist()
             out: list[int | None] = []
@@ -79,18 +83,26 @@ class Engine:
                 if done[b]:
                     out.append(None)
                     continue
+                if forced[b]:
+                    token = tokens[b] = forced[b].pop(0)
+                    sampled = False
+                else:
+                    sampled = True
                 rows[b].append(token)
                 out.append(token)
-                done[b] = token in sampling.stop_tokens
+                done[b] = sampled and token in sampling.stop_tokens
+                if sampled and on_token is not None and not done[b]:
+                    forced[b] = list(on_token(b, rows[b]))
             yield out
             if all(done):
                 return
             logits = self._step(rows, tokens)
 
-    def generate_all(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling()) -> list[list[int]]:
+    def generate_all(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
+                     on_token: Callable[[int, list[int]], Sequence[int]] | None = None) -> list[list[int]]:
         """The new tokens of every prompt (stop token included when one was sampled)."""
         results: list[list[int]] = [[] for _ in prompts]
-        for step in self.generate(prompts, sampling):
+        for step in self.generate(prompts, sampling, on_token):
             for b, token in enumerate(step):
                 if token is not None:
                     results[b].append(token)

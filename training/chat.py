@@ -1,0 +1,159 @@
+"""The chat format: conversations to token ids and back, and tool calls made during generation.
+
+A conversation is the common `messages` form: [{"role": "system" | "user" | "assistant", "content": ...}], where an
+assistant's content may also be a list of parts, {"type": "text" | "python" | "python_output" | "search" |
+"search_output", "text": ...}, so that its tool calls and their results are kept apart from what it says. Rendered
+as the seeds describe it:
+
+    <|endoftext|><|im_start|>user<|im_sep|>How many r in strawberry?<|im_end|>
+    <|im_start|>assistant<|im_sep|><|python_start|>"strawberry".count("r")<|python_end|>
+    <|output_start|>3<|output_end|>There are 3.<|im_end|>
+
+The loss mask is 1 exactly on what the assistant writes: its text, its tool calls (start and end tokens included)
+and its closing <|im_end|>. Everything else (the other roles, the turn headers, and tool outputs, which the tool and
+not the model produces) is context only. Text goes through `encode`, so a literal "<|im_end|>" typed by a user is
+ordinary characters and cannot end a turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from pipeline.tokenizer import Tokenizer
+
+ROLES = ("system", "user", "assistant")
+TOOLS = ("python", "search")
+PART_TYPES = ("text", *TOOLS, *(f"{t}_output" for t in TOOLS))
+
+
+def validate(messages: Sequence[Mapping]) -> None:
+    """ValueError naming the message (and part) at fault: roles, their order, and the parts' types."""
+    if not messages:
+        raise ValueError("a conversation needs at least one message")
+    for i, message in enumerate(messages):
+        role = message.get("role")
+        if role not in ROLES:
+            raise ValueError(f"message {i}: role {role!r} is not one of {ROLES}")
+        if role == "system" and i != 0:
+            raise ValueError(f"message {i}: a system message may only come first")
+        content = message.get("content")
+        if isinstance(content, str):
+            continue
+        if role != "assistant" or not isinstance(content, list):
+            raise ValueError(f"message {i} ({role}): content must be a string"
+                             + (" or a list of parts" if role == "assistant" else ""))
+        for j, part in enumerate(content):
+            if part.get("type") not in PART_TYPES or not isinstance(part.get("text"), str):
+                raise ValueError(f"message {i} part {j}: expected {{'type': one of {PART_TYPES}, 'text': str}}, "
+                                 f"got {part!r}")
+    turns = [m["role"] for m in messages if m["role"] != "system"]
+    for i, role in enumerate(turns):
+        if role != ("user" if i % 2 == 0 else "assistant"):
+            raise ValueError(f"turn {i} is {role!r}: turns alternate user, assistant, user, ... starting with user")
+
+
+def parts(content: str | list[dict]) -> list[dict]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def render(tokenizer: Tokenizer, messages: Sequence[Mapping]) -> tuple[list[int], list[int]]:
+    """(ids, mask) of a whole conversation, for training; mask[i] = 1 where ids[i] is the assistant's to predict."""
+    validate(messages)
+    special = tokenizer.encode_special
+    ids, mask = [tokenizer.eot_id], [0]
+
+    def add(tokens: list[int], trained: bool) -> None:
+        ids.extend(tokens)
+        mask.extend([int(trained)] * len(tokens))
+
+    for message in messages:
+        role = message["role"]
+        add([special("<|im_start|>"), *tokenizer.encode(role), special("<|im_sep|>")], False)
+        assistant = role == "assistant"
+        for part in parts(message["content"]):
+            kind, text = part["type"], part["text"]
+            if kind == "text":
+                add(tokenizer.encode(text), assistant)
+            elif kind in TOOLS:
+                add([special(f"<|{kind}_start|>"), *tokenizer.encode(text), special(f"<|{kind}_end|>")], assistant)
+            else:  # a tool's output: pasted in by the engine, never predicted
+                add([special("<|output_start|>"), *tokenizer.encode(text), special("<|output_end|>")], False)
+        add([special("<|im_end|>")], assistant)
+    return ids, mask
+
+
+def render_prompt(tokenizer: Tokenizer, messages: Sequence[Mapping]) -> list[int]:
+    """The ids to generate the assistant's next turn from: the conversation (ending with a user turn) plus the
+    assistant's turn header."""
+    if not messages or messages[-1].get("role") != "user":
+        raise ValueError("a prompt for the assistant must end with a user message")
+    ids, _ = render(tokenizer, [*messages, {"role": "assistant", "content": ""}])
+    return ids[:-1]  # without the empty turn's <|im_end|>
+
+
+def parse_reply(tokenizer: Tokenizer, ids: Sequence[int]) -> list[dict]:
+    """An assistant turn's generated ids (up to its <|im_end|>, which may be missing) as a list of parts."""
+    special = {tokenizer.encode_special(f"<|{n}|>"): n for n in
+               ("im_end", "output_start", "output_end", *(f"{t}_{e}" for t in TOOLS for e in ("start", "end")))}
+    result: list[dict] = []
+    kind, run = "text", []
+
+    def flush() -> None:
+        if run or kind != "text":
+            result.append({"type": kind, "text": tokenizer.decode(run)})
+
+    last_tool = None
+    for token in ids:
+        name = special.get(token)
+        if name is None:
+            run.append(token)
+            continue
+        if name == "im_end":
+            break
+        flush()
+        run = []
+        if name.endswith("_start"):
+            kind = name.removesuffix("_start")
+            if kind == "output":
+                kind = f"{last_tool or 'python'}_output"
+            else:
+                last_tool = kind
+        else:
+            kind = "text"
+    flush()
+    return [p for p in result if p["type"] != "text" or p["text"]]
+
+
+ToolFn = Callable[[str], str]
+
+
+class ToolCalls:
+    """The engine's hook for tool use: when a row has just written <|python_end|> or <|search_end|>, decode what
+    it wrote since the matching start token, run the tool, and return the tokens to force next:
+    <|output_start|> result <|output_end|>. Generation then goes on after the result, as the seeds describe."""
+
+    def __init__(self, tokenizer: Tokenizer, tools: Mapping[str, ToolFn], max_output_tokens: int = 256) -> None:
+        unknown = set(tools) - set(TOOLS)
+        if unknown:
+            raise ValueError(f"unknown tools {sorted(unknown)}; the format has {TOOLS}")
+        self.tokenizer = tokenizer
+        self.tools = dict(tools)
+        self.max_output_tokens = max_output_tokens
+        self.ends = {tokenizer.encode_special(f"<|{t}_end|>"): t for t in TOOLS}
+        self.starts = {t: tokenizer.encode_special(f"<|{t}_start|>") for t in TOOLS}
+        self.output = (tokenizer.encode_special("<|output_start|>"), tokenizer.encode_special("<|output_end|>"))
+        self.calls: list[tuple[int, str, str, str]] = []  # (row, tool, input, output), for inspection
+
+    def __call__(self, row: int, tokens: Sequence[int]) -> list[int]:
+        tool = self.ends.get(tokens[-1])
+        if tool is None:
+            return []
+        start = max((i for i, t in enumerate(tokens) if t == self.starts[tool]), default=None)
+        text = "" if start is None else self.tokenizer.decode(tokens[start + 1:-1])
+        if tool not in self.tools:
+            result = f"the {tool} tool is not available"
+        else:
+            result = self.tools[tool](text)
+        self.calls.append((row, tool, text, result))
+        body = self.tokenizer.encode(result)[: self.max_output_tokens]
+        return [self.output[0], *body, self.output[1]]
