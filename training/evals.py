@@ -41,3 +41,36 @@ def in_context_gain(model, vocab_size: int, first_id: int = 256, seed: int = 0, 
     model.train(was_training)
     return float(first - second)
 
+
+def final_text(parts: list[dict]) -> str:
+    """What the assistant said after its last tool result: the part a user reads as the answer."""
+    last_output = max((i for i, p in enumerate(parts) if p["type"].endswith("_output")), default=-1)
+    return "".join(p["text"] for p in parts[last_output + 1:] if p["type"] == "text")
+
+
+def reward(item: dict, parts: list[dict]) -> float:
+    """1.0 when the reply's final text contains the item's verifiable answer, else 0.0 (the RL reward, too)."""
+    answer = item.get("answer")
+    return float(bool(answer) and answer in final_text(parts))
+
+
+@torch.no_grad()
+def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_tokens: int = 96) -> dict:
+    """Greedy replies to each item's conversation (all but its last assistant turn), tools in the loop; returns
+    {"accuracy": {source: fraction}, "examples": [(question, reply parts)]}."""
+    from training.chat import ToolCalls, parse_reply, render_prompt
+    from training.engine import Engine, Sampling
+
+    prompts = [render_prompt(tokenizer, item["messages"][:-1]) for item in items]
+    im_end = tokenizer.encode_special("<|im_end|>")
+    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0, stop_tokens=(im_end,))
+    was_training = model.training
+    replies = Engine(model).generate_all(prompts, sampling, on_token=ToolCalls(tokenizer, tools))
+    model.train(was_training)
+    scores: dict[str, list[float]] = {}
+    examples = []
+    for item, reply in zip(items, replies):
+        parts = parse_reply(tokenizer, reply)
+        scores.setdefault(item["source"], []).append(reward(item, parts))
+        examples.append((item["messages"][-2]["content"], parts))
+    return {"accuracy": {s: sum(v) / len(v) for s, v in sorted(scores.items())}, "examples": examples}

@@ -1,0 +1,30 @@
+"""The chat model's tools as it sees them: a function from the text it wrote between the tool's tokens to the text
+pasted back. One definition, used to write the SFT conversations, to evaluate, and to chat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipeline.search import SearchIndex, format_results
+from pipeline.storage import PartitionMissing, Store
+from training.sandbox import run_python
+
+SEARCH_K, SEARCH_CHARS = 2, 300  # one search pastes at most this much: short enough for a small model's context
+
+
+def python_tool(code: str) -> str:
+    return run_python(code).output
+
+
+def search_tool(index: SearchIndex) -> Callable[[str], str]:
+    return lambda query: format_results(index.search(query, k=SEARCH_K), max_chars=SEARCH_CHARS)
+
+
+def available_tools(store: Store) -> dict[str, Callable[[str], str]]:
+    """python always; search when the store holds a committed search_index."""
+    tools: dict[str, Callable[[str], str]] = {"python": python_tool}
+    try:
+        tools["search"] = search_tool(SearchIndex.load(store))
+    except PartitionMissing:
+        pass
+    return tools
