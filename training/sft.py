@@ -1,0 +1,174 @@
+"""Supervised fine-tuning: the base model goes on training on conversations, with the loss on the assistant's
+tokens only, and becomes a chat model.
+
+    python -m training.sft --data data --max-steps 300
+
+The conversations are sft_conversations' (training/sft_data.py; {data}/sft_conversations/all/all/), every tenth
+held out. Each evaluation reports the held-out loss on assistant tokens and, per source, the share of held-out
+questions whose greedy reply, tools in the loop, contains the verifiable answer. Checkpoints go to
+{data}/checkpoints/sft like the base model's (training/checkpoint.py) and name the base checkpoint they started
+from; a rerun with the same --out resumes from the latest one. Reports go to Dagster through Pipes when it launched
+the script (training/reporting.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+import time
+
+import torch
+
+from pipeline.storage import Store
+from pipeline.token_io import load_tokenizer
+from training.chat import render
+from training.checkpoint import checkpoint_root, latest_step, load_checkpoint, save_checkpoint, step_dir
+from training.evals import chat_accuracy
+from training.reporting import Reporter
+from training.sft_data import load_conversations
+from training.tools import available_tools
+
+REPORTED = ("train_loss", "val_loss", "accuracy", "samples", "history", "base_checkpoint", "conversations")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.sft", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="storage root with tokenizer/, sft_conversations/ and checkpoints/")
+    p.add_argument("--base", default=None, help="base checkpoint root (default: {data}/checkpoints/base, latest)")
+    p.add_argument("--out", default=None, help="checkpoint root (default: {data}/checkpoints/sft)")
+    p.add_argument("--seq-len", type=int, default=384, help="longest conversation in tokens; longer ones are skipped")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak lr, decayed linearly to 0 (nanochat's SFT)")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--eval-items", type=int, default=40, help="held-out questions answered at each evaluation")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    args = p.parse_args(argv)
+    for name in ("seq_len", "batch_size", "max_steps", "eval_every", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.lr <= 0:
+        p.error(f"--lr must be > 0, got {args.lr}")
+    args.base = args.base or checkpoint_root(args.data, "base")
+    args.out = args.out or checkpoint_root(args.data, "sft")
+    return args
+
+
+def batch(rendered: list[tuple[list[int], list[int]]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets padded to the longest row; targets are -1 (ignored) wherever the mask is 0 and in padding."""
+    width = max(len(ids) for ids, _ in rendered) - 1
+    x = torch.zeros(len(rendered), width, dtype=torch.long)
+    y = torch.full((len(rendered), width), -1, dtype=torch.long)
+    for row, (ids, mask) in enumerate(rendered):
+        ids_t, mask_t = torch.tensor(ids), torch.tensor(mask[1:], dtype=torch.bool)
+        x[row, :len(ids) - 1] = ids_t[:-1]
+        y[row, :len(ids) - 1] = torch.where(mask_t, ids_t[1:], -1)
+    return x.to(device), y.to(device)
+
+
+@torch.no_grad()
+def masked_loss(model, rendered: list, batch_size: int, device: torch.device) -> float:
+    """Mean loss a trained (assistant) token over all of `rendered`."""
+    model.eval()
+    nats, count = 0.0, 0
+    for i in range(0, len(rendered), batch_size):
+        x, y = batch(rendered[i:i + batch_size], device)
+        n = int((y >= 0).sum())
+        nats += float(model(x, targets=y)) * n
+        count += n
+    model.train()
+    return nats / max(count, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    store = Store(args.data)
+    try:
+        tokenizer, tokenizer_sha = load_tokenizer(store)
+        items = load_conversations(store)
+        base = load_checkpoint(args.base, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"sft: {e}") from None
+    if base["config"].get("tokenizer_sha256") not in (None, tokenizer_sha):
+        raise SystemExit(f"sft: {args.base} was trained with tokenizer {base['config']['tokenizer_sha256'][:12]}, "
+                         f"but {store.uri('tokenizer')} holds {tokenizer_sha[:12]}")
+    model = base["model"]
+    model.config = dataclasses.replace(model.config, seq_len=args.seq_len)  # RoPE learns no positions: raising
+    # the limit is all longer chats need
+    base_ref = f"{args.base.rstrip('/')}/{step_dir(base['step'])}"
+
+    train_items = [it for i, it in enumerate(items) if i % 10 != 9]
+    val_items = [it for i, it in enumerate(items) if i % 10 == 9]
+    rendered = {name: [(r, it) for it in part if len((r := render(tokenizer, it["messages"]))[0]) <= args.seq_len]
+                for name, part in (("train", train_items), ("val", val_items))}
+    skipped = len(items) - len(rendered["train"]) - len(rendered["val"])
+    if not rendered["train"]:
+        raise SystemExit(f"sft: no conversation of {len(items)} fits --seq-len {args.seq_len}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    step, history = 0, []
+    resume_from = latest_step(args.out)
+    if resume_from is not None:
+        ckpt = load_checkpoint(args.out, resume_from, device=device)
+        model.load_state_dict(ckpt["model"].state_dict())
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, history = resume_from, ckpt["config"]["history"]
+    tools = available_tools(store)
+    val_rendered = [r for r, _ in rendered["val"]]
+    eval_items = [it for _, it in rendered["val"]][: args.eval_items]
+
+    with Reporter(True) as reporter:
+        reporter.log(f"sft from {base_ref}: {len(rendered['train'])} train / {len(rendered['val'])} val "
+                     f"conversations ({skipped} longer than {args.seq_len} tokens skipped), {model.num_params():,} "
+                     f"parameters, {device.type}")
+        if step >= args.max_steps:
+            reporter.log(f"{args.out} already reaches --max-steps {args.max_steps}; nothing to do")
+            return 0
+        model.train()
+        train_loss, last_eval, started = float("nan"), {}, time.perf_counter()
+        for step in range(step, args.max_steps):
+            rng = random.Random(args.seed + step)  # the batch depends on the step alone, so a resumed run matches
+            x, y = batch([rendered["train"][rng.randrange(len(rendered["train"]))][0]
+                          for _ in range(args.batch_size)], device)
+            lr = args.lr * (1 - step / args.max_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = model(x, targets=y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            done, train_loss = step + 1, loss.item()
+            entry = {"step": done, "train_loss": train_loss}
+            history.append(entry)
+            last = done == args.max_steps
+            checkpoint_now = done % args.checkpoint_every == 0 or last
+            if done % args.eval_every == 0 or checkpoint_now:
+                result = chat_accuracy(model, tokenizer, eval_items, tools) if eval_items else {
+                    "accuracy": {}, "examples": []}
+                last_eval = {"val_loss": masked_loss(model, val_rendered, args.batch_size, device) if val_rendered
+                             else None, "accuracy": result["accuracy"],
+                             "samples": [_show(q, parts) for q, parts in result["examples"][:4]]}
+                entry.update(val_loss=last_eval["val_loss"])
+                reporter.log(f"step {done}/{args.max_steps} | loss {train_loss:.4f} | val {last_eval['val_loss']} | "
+                             f"accuracy {last_eval['accuracy']} | {time.perf_counter() - started:.0f} s")
+            if checkpoint_now:
+                meta = {"tokenizer_sha256": tokenizer_sha, "stage": "sft", "base_checkpoint": base_ref,
+                        "conversations": len(items), "train_loss": train_loss, "history": history, **last_eval}
+                uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta)
+                reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
+    return 0
+
+
+def _show(question: str, parts: list[dict]) -> str:
+    reply = " ".join(f"[{p['type']}: {p['text']}]" if p["type"] != "text" else p["text"] for p in parts)
+    return f"user: {question}\nassistant: {reply}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
