@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_crawl(args)
         if args.command == "tokenize":
             return cmd_tokenize(args)
-        if args.command in ("generate", "export"):
+        if args.command in ("generate", "chat", "export"):
             from assets_defs import cli_models
 
             return getattr(cli_models, f"cmd_{args.command}")(args, load_config)
@@ -91,7 +91,8 @@ def load_config(config_file: str | None, data: str | None):
         fields = yaml.safe_load(Path(config_file).read_text()) or {}
         if not isinstance(fields, dict):
             raise ValueError(f"{config_file}: expected a mapping of PipelineConfig fields")
-        fields.pop("pretrain", None)  # the pretraining section: load_pretrain
+        for section in ("pretrain", "sft"):  # the training sections: load_section
+            fields.pop(section, None)
         unknown = sorted(set(fields) - set(PipelineConfig.model_fields))
         if unknown:
             raise ValueError(f"{config_file}: unknown config field(s) {unknown}")
@@ -111,12 +112,13 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def load_pretrain(config_file: str | None):
-    """PretrainConfig from the `pretrain:` mapping of the YAML file (defaults: the CPU toy)."""
+def load_section(config_file: str | None, section: str):
+    """The resource of a training section of the YAML file (`pretrain:` or `sft:`); defaults: the CPU toy."""
+    from assets_defs.chat_assets import SFTConfig
     from assets_defs.training_assets import PretrainConfig
 
-    fields = (yaml.safe_load(Path(config_file).read_text()) or {}).get("pretrain", {}) if config_file else {}
-    return PretrainConfig(**fields)
+    fields = (yaml.safe_load(Path(config_file).read_text()) or {}).get(section, {}) if config_file else {}
+    return {"pretrain": PretrainConfig, "sft": SFTConfig}[section](**fields)
 
 
 def cmd_run(args) -> int:
@@ -140,7 +142,8 @@ def cmd_run(args) -> int:
     register_partitions(instance, crawl.name, crawl.shard_keys)
     from assets_defs.launchers import pipes_client
 
-    resources = {"settings": config, "pretrain": load_pretrain(args.config),
+    resources = {"settings": config, "pretrain": load_section(args.config, "pretrain"),
+                 "sft": load_section(args.config, "sft"),
                  "pipes": pipes_client(os.environ.get("CRAWL2CHAT_PIPES", "subprocess"))}
     failed = materialize_crawl(instance, resources, crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1])
     stages = [s for s in FUNNEL_STAGES if s in ASSET_ORDER[: ASSET_ORDER.index(until) + 1]]
@@ -227,6 +230,10 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
             console.print(f"base_model: step {info['step']}, {info['tokens_seen']:,} tokens seen, val loss "
                           f"{info['val_loss']:.3f} (unigram {info['unigram_loss']:.3f}), val bpb {info['val_bpb']:.3f}; "
                           f"try `crawl2chat generate --prompt \"...\"`")
+        if "sft_model" in names:
+            info = read_config(checkpoint_root(store.root, "sft"), storage_options=store.storage_options)
+            accuracy = ", ".join(f"{k} {v:.0%}" for k, v in info["accuracy"].items())
+            console.print(f"sft_model: step {info['step']}, held-out accuracy: {accuracy}; try `crawl2chat chat`")
     except (PartitionMissing, FileNotFoundError, KeyError, TypeError):
         return  # a failed run: its failure is reported below
 

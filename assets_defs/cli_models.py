@@ -1,4 +1,4 @@
-"""`crawl2chat generate` and `crawl2chat export`: the latest base checkpoint, sampled or written for transformers."""
+"""`crawl2chat generate`, `chat` and `export`: a checkpoint sampled, talked to, or written for transformers."""
 
 from __future__ import annotations
 
@@ -22,14 +22,21 @@ def add_parsers(sub, common) -> None:
                      help=r"end the completion where TEXT appears (repeatable; '\n' stands for a newline): with a "
                           "few-shot prompt of one example a line, --stop '\n' returns just the answer")
     _checkpoint_args(gen, common)
+    chat = sub.add_parser("chat", help="talk to the fine-tuned model (tools: python sandbox, search over the crawl)")
+    chat.add_argument("--prompt", default=None, help="answer one message and exit (default: read turns from stdin)")
+    chat.add_argument("--max-new-tokens", type=int, default=128)
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    chat.add_argument("--seed", type=int, default=None)
+    _checkpoint_args(chat, common, stage="sft")
     export = sub.add_parser("export", help="write a Hugging Face model directory (config, safetensors, tokenizer)")
     export.add_argument("--out", required=True)
     _checkpoint_args(export, common)
 
 
-def _checkpoint_args(p: argparse.ArgumentParser, common) -> None:
-    p.add_argument("--checkpoint", default=None, help="checkpoint root (default: {data}/checkpoints/base)")
+def _checkpoint_args(p: argparse.ArgumentParser, common, stage: str = "base") -> None:
+    p.add_argument("--checkpoint", default=None, help=f"checkpoint root (default: {{data}}/checkpoints/{stage})")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.set_defaults(stage=stage)
     common(p)
 
 
@@ -40,20 +47,20 @@ def _load(args, load_config):
 
     config = load_config(args.config, args.data)
     store = config.store()
-    root = args.checkpoint or checkpoint_root(config.data_root)
+    root = args.checkpoint or checkpoint_root(config.data_root, args.stage)
     checkpoint = load_checkpoint(root, args.step, config.storage_options(root))
     tokenizer, sha = load_tokenizer(store)
     wanted = checkpoint["config"].get("tokenizer_sha256")
     if wanted and wanted != sha:
         raise ValueError(f"checkpoint {root} step {checkpoint['step']} was trained with tokenizer {wanted[:12]}, "
                          f"but {store.uri('tokenizer')} holds {sha[:12]}")
-    return checkpoint["model"], tokenizer, checkpoint
+    return checkpoint["model"], tokenizer, checkpoint, store
 
 
 def cmd_generate(args, load_config) -> int:
     from training.engine import Engine, Sampling
 
-    model, tok, checkpoint = _load(args, load_config)
+    model, tok, checkpoint, _ = _load(args, load_config)
     prompt = [tok.eot_id, *tok.encode(args.prompt)]  # documents start right after <|endoftext|> in the token shards
     sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                         top_p=args.top_p, stop_tokens=(tok.eot_id,), seed=args.seed)
@@ -81,10 +88,58 @@ def cmd_generate(args, load_config) -> int:
     return 0
 
 
+def cmd_chat(args, load_config) -> int:
+    from training.chat import ToolCalls, parse_reply, render_prompt
+    from training.engine import Engine, Sampling
+    from training.tools import available_tools
+
+    model, tok, checkpoint, store = _load(args, load_config)
+    tools = available_tools(store)
+    sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        stop_tokens=(tok.encode_special("<|im_end|>"),), seed=args.seed)
+    console.print(f"[dim]{args.stage} step {checkpoint['step']}, {model.num_params():,} parameters; tools: "
+                  f"{', '.join(tools)}[/dim]")
+    interactive = args.prompt is None
+    messages: list[dict] = []
+    while True:
+        text = args.prompt if not interactive else _read_turn()
+        if text is None:
+            return 0
+        messages.append({"role": "user", "content": text})
+        prompt = render_prompt(tok, messages)
+        if len(prompt) >= model.config.seq_len:
+            console.print(f"[red]the conversation fills the model's {model.config.seq_len} tokens; starting over[/red]")
+            messages = [messages[-1]]
+            prompt = render_prompt(tok, messages)
+            if len(prompt) >= model.config.seq_len:
+                console.print("[red]that message alone is too long for the model[/red]")
+                messages = []
+                if not interactive:
+                    return 2
+                continue
+        reply = parse_reply(tok, Engine(model).generate_all([prompt], sampling, ToolCalls(tok, tools))[0])
+        for part in reply:
+            if part["type"] == "text":
+                console.print(part["text"], markup=False, highlight=False)
+            else:
+                console.print(f"[dim]\\[{part['type']}] {part['text']}[/dim]", highlight=False)
+        messages.append({"role": "assistant", "content": reply or ""})
+        if not interactive:
+            return 0
+
+
+def _read_turn() -> str | None:
+    try:
+        text = input("you> ")
+    except EOFError:
+        return None
+    return None if text.strip() in ("/quit", "/exit") else text
+
+
 def cmd_export(args, load_config) -> int:
     from training.export import export_hf
 
-    model, tok, checkpoint = _load(args, load_config)
+    model, tok, checkpoint, _ = _load(args, load_config)
     out = export_hf(model, args.out, tok.to_files(), tok.eot_id)
     console.print(f"step {checkpoint['step']} exported to {out} (transformers: AutoModelForCausalLM.from_pretrained)")
     return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from assets_defs.chat_assets import CHAT_DATA_ASSETS, SFT_ASSETS
 from assets_defs.data_assets import DATA_ASSETS
 from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS
 from assets_defs.token_assets import DATASET_ASSETS, TOKEN_ASSETS
@@ -31,6 +32,8 @@ PHASES = [
     Phase("tokenizer_job", DATASET_ASSETS, "dataset", "Trains the BPE tokenizer on the clean text of the crawls."),
     Phase("tokens_job", TOKEN_ASSETS, "shard", "Encodes one shard's clean documents into token shards."),
     Phase("pretrain_job", TRAINING_ASSETS, "dataset", "Pretrains the GPT on every token shard (torchrun via Pipes)."),
+    Phase("chat_data_job", CHAT_DATA_ASSETS, "dataset", "The search index and the SFT conversations."),
+    Phase("sft_job", SFT_ASSETS, "dataset", "Fine-tunes the latest base checkpoint on the conversations (Pipes)."),
 ]
 ALL_ASSETS = [a for phase in PHASES for a in phase.assets]
 ASSET_ORDER = [a.key.to_user_string() for a in ALL_ASSETS]

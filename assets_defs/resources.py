@@ -95,18 +95,17 @@ class PipelineConfig(dg.ConfigurableResource):
             n_grams=self.minhash_ngrams, bands=self.minhash_bands, rows=self.minhash_rows, seed=self.minhash_seed
         )
 
-    def tokenizer_sources(self) -> tuple[dict[str, list[str]], list[str]]:
-        """(crawl -> shard keys whose clean text trains the tokenizer, crawls skipped as not yet cleaned).
+    def clean_sources(self, names: list[str] | None = None) -> tuple[dict[str, list[str]], list[str]]:
+        """(crawl -> shard keys of clean text to read, crawls skipped as not yet cleaned).
 
-        Named crawls (`tokenizer_crawls`) must be registered (KeyError naming one that is not); by default every
-        registered crawl whose shards all have clean_documents takes part.
+        Named crawls (e.g. `tokenizer_crawls`) must be registered (KeyError naming one that is not) and are taken as
+        they are; with no names, every registered crawl whose shards all have clean_documents takes part.
         """
         registry, store = self.registry(), self.store()
-        names = self.tokenizer_crawls if self.tokenizer_crawls is not None else registry.names()
         sources, skipped = {}, []
-        for name in names:
+        for name in names if names is not None else registry.names():
             keys = registry.get(name).shard_keys
-            if self.tokenizer_crawls is None and not all(store.committed("clean_documents", name, k) for k in keys):
+            if names is None and not all(store.committed("clean_documents", name, k) for k in keys):
                 skipped.append(name)
                 continue
             sources[name] = keys

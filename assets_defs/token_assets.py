@@ -20,7 +20,7 @@ from pipeline.tokenizer import SPECIAL_TOKENS
 )
 def tokenizer(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     try:
-        sources, skipped = settings.tokenizer_sources()
+        sources, skipped = settings.clean_sources(settings.tokenizer_crawls)
         stats = token_io.train_tokenizer(
             settings.store(), sources, settings.tokenizer_vocab_size, settings.tokenizer_train_bytes
         )

@@ -73,11 +73,11 @@ def base_model(
     if not checkpoints:
         raise dg.Failure(description=f"training reported no checkpoint under {out}")
     for report in checkpoints[:-1]:
-        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=_metadata(report)))
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=checkpoint_metadata(report)))
     last = checkpoints[-1]
     val, unigram = last.get("val_loss"), last.get("unigram_loss")
     yield dg.MaterializeResult(
-        metadata=_metadata(last),
+        metadata=checkpoint_metadata(last),
         check_results=[
             dg.AssetCheckResult(check_name="loss_finite", passed=all(
                 math.isfinite(h["train_loss"]) for h in last.get("history", [])) and math.isfinite(last["train_loss"])),
@@ -87,19 +87,24 @@ def base_model(
     )
 
 
-def _metadata(report: dict) -> dict:
-    samples = "\n\n".join(f"> {s}" for s in report.get("samples", [])) or "none"
+def checkpoint_metadata(report: dict) -> dict:
+    """A checkpoint report (pretraining's or a later stage's) as materialization metadata; absent keys are left out."""
+    samples = "\n\n".join(f"> {s}" for s in report.get("samples") or []) or "none"
     metadata = {
         "checkpoint": dg.MetadataValue.path(report["checkpoint"]),
         "step": report["step"],
-        "tokens_seen": report["tokens_seen"],
+        "tokens_seen": report.get("tokens_seen"),
         "train_loss": report["train_loss"],
         "val_loss": report.get("val_loss"),
         "val_bpb": report.get("val_bpb"),
         "unigram_loss": report.get("unigram_loss"),
         "icl_gain": report.get("icl_gain"),  # nats/token better on a repeated sequence: few-shot readiness
+        "base_checkpoint": report.get("base_checkpoint"),
+        "conversations": report.get("conversations"),
         "samples": dg.MetadataValue.md(samples),
     }
+    if report.get("accuracy"):
+        metadata["accuracy"] = dg.MetadataValue.json(report["accuracy"])
     if report.get("history"):
         png = base64.b64encode(loss_curve_png(report["history"])).decode()
         metadata["loss_curve"] = dg.MetadataValue.md(f"![loss](data:image/png;base64,{png})")

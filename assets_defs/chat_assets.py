@@ -1,0 +1,108 @@
+"""Post-training: the search tool's index, the SFT conversations and the fine-tuned chat model.
+
+Thin, like every asset module: the index is pipeline/search.py, the conversations training/sft_data.py, the
+fine-tuning training/sft.py (launched through Pipes like pretraining, one materialization a checkpoint).
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from assets_defs.resources import PipelineConfig
+from assets_defs.training_assets import checkpoint_metadata
+from pipeline.documents import iter_clean
+from pipeline.search import SearchIndex, format_results
+from training import sft_data
+from training.checkpoint import checkpoint_root
+from training.tools import SEARCH_K, python_tool, search_tool
+
+
+class SFTConfig(dg.ConfigurableResource):
+    """The SFT mixture and run. Defaults: a CPU run of ~1 minute on the sample's toy base model."""
+
+    identity: int = Field(default=150, ge=0)
+    arithmetic: int = Field(default=150, ge=0)
+    letter_counting: int = Field(default=200, ge=0)
+    unknown: int = Field(default=150, ge=0)
+    search: int = Field(default=150, ge=0)
+    extra_conversations: str | None = Field(default=None, description="A JSONL file of {'messages': [...]} to add.")
+    seed: int = 0
+    max_steps: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    seq_len: int = Field(default=384, ge=16)
+    eval_every: int = Field(default=150, ge=1)
+    checkpoint_every: int = Field(default=150, ge=1)
+    device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
+
+    def counts(self) -> dict[str, int]:
+        return {"identity": self.identity, "arithmetic": self.arithmetic, "letter_counting": self.letter_counting,
+                "unknown": self.unknown, "search": self.search}
+
+    def command(self, data_root: str) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", "training.sft", "--data", data_root, "--max-steps", str(self.max_steps),
+                "--batch-size", str(self.batch_size), "--lr", str(self.lr), "--seq-len", str(self.seq_len),
+                "--eval-every", str(self.eval_every), "--checkpoint-every", str(self.checkpoint_every),
+                "--seed", str(self.seed), "--device", self.device]
+
+
+@dg.asset(deps=["clean_documents"], group_name="chat", kinds={"polars"},
+          description="BM25 over ~100-word passages of every cleaned crawl: the chat model's search tool.")
+def search_index(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
+    sources, skipped = settings.clean_sources()
+    if not sources:
+        raise dg.Failure(description=f"no crawl is fully cleaned yet (skipped: {skipped})")
+    store = settings.store()
+    index = SearchIndex.build(iter_clean(store, sources, ("id", "url", "text")))
+    info = index.save(store)
+    example = index.passages["text"][0].split()[:3]
+    return dg.MaterializeResult(metadata={
+        **{k: v for k, v in info["stats"].items()}, "fingerprint": info["fingerprint"],
+        "crawls": dg.MetadataValue.json({"used": sorted(sources), "skipped_not_clean": skipped}),
+        "example": dg.MetadataValue.md(f"query `{' '.join(example)}`:\n\n```\n"
+                                       f"{format_results(index.search(' '.join(example), k=SEARCH_K))}\n```"),
+    })
+
+
+@dg.asset(deps=["search_index"], group_name="chat", kinds={"polars"},
+          description="Conversations for SFT: identity, arithmetic, letter counting and search through the tools, "
+          "\"I don't know\" for invented names; tool results are real (sandbox, search index).")
+def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.MaterializeResult:
+    store = settings.store()
+    index = SearchIndex.load(store)
+    passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
+    items = sft_data.mixture(sft.seed, sft.counts(), python_tool, search_tool(index), passages)
+    if sft.extra_conversations:
+        with open(sft.extra_conversations, encoding="utf-8") as f:
+            items += sft_data.read_conversations(f, source="extra")
+    by_source: dict[str, int] = {}
+    for item in items:
+        by_source[item["source"]] = by_source.get(item["source"], 0) + 1
+    sft_data.save_conversations(store, items, {"by_source": by_source, "search_index": index.fingerprint})
+    preview = "\n\n".join(f"**{it['source']}**: `{it['messages']}`" for it in items[:5])
+    return dg.MaterializeResult(metadata={"conversations": len(items), "by_source": dg.MetadataValue.json(by_source),
+                                          "preview": dg.MetadataValue.md(preview)})
+
+
+@dg.asset(deps=["base_model", "sft_conversations"], group_name="chat", kinds={"pytorch"},
+          description="The base model fine-tuned on the conversations (training/sft.py through Pipes); each "
+          "checkpoint is a materialization with its losses, per-task accuracy and sample chats.",
+          check_specs=[dg.AssetCheckSpec("learned_the_format", asset="sft_model",
+                                         description="most held-out identity questions get the identity answer")])
+def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: SFTConfig,
+              pipes: dg.ResourceParam[dg.PipesClient]):
+    invocation = pipes.run(context=context, command=sft.command(settings.data_root))
+    checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
+    if not checkpoints:
+        raise dg.Failure(description=f"sft reported no checkpoint under {checkpoint_root(settings.data_root, 'sft')}")
+    for report in checkpoints[:-1]:
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=checkpoint_metadata(report)))
+    accuracy = checkpoints[-1].get("accuracy") or {}
+    yield dg.MaterializeResult(metadata=checkpoint_metadata(checkpoints[-1]), check_results=[dg.AssetCheckResult(
+        check_name="learned_the_format", passed=accuracy.get("identity", 0.0) >= 0.5,
+        metadata={"accuracy": dg.MetadataValue.json(accuracy)})])
+
+
+CHAT_DATA_ASSETS = [search_index, sft_conversations]
+SFT_ASSETS = [sft_model]

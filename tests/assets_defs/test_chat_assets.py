@@ -1,0 +1,80 @@
+"""The chat phase as `crawl2chat run` materializes it on the sample: search index, SFT conversations, sft_model,
+and `crawl2chat chat` talking to the result with its tools."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from assets_defs.cli import main
+from training.sft_data import IDENTITY_ANSWER
+
+
+def _metadata(instance: dg.DagsterInstance, asset: str, limit: int = 10) -> list[dict]:
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=limit).records
+    return [r.asset_materialization.metadata for r in records]
+
+
+@pytest.fixture
+def instance(sample_run, monkeypatch) -> dg.DagsterInstance:
+    monkeypatch.setenv("DAGSTER_HOME", str(sample_run / "home"))
+    return dg.DagsterInstance.get()
+
+
+@pytest.mark.slow
+def test_search_index_and_conversations_are_recorded(instance):
+    (index,) = _metadata(instance, "search_index")
+    assert index["documents"].value > 100 and index["passages"].value > index["documents"].value
+    assert len(index["fingerprint"].value) >= 12 and "[1] http" in index["example"].value
+    (conversations,) = _metadata(instance, "sft_conversations")
+    by_source = conversations["by_source"].value
+    assert by_source == {"identity": 150, "arithmetic": 150, "letter_counting": 200, "unknown": 150, "search": 150}
+    assert conversations["conversations"].value == sum(by_source.values())
+
+
+@pytest.mark.slow
+def test_each_sft_checkpoint_is_a_materialization_that_points_at_its_base(instance):
+    by_step = {m["step"].value: m for m in _metadata(instance, "sft_model")}
+    assert sorted(by_step) == [150, 300]  # SFTConfig's checkpoint_every and max_steps
+    last = by_step[300]
+    assert last["checkpoint"].value.endswith("checkpoints/sft/step-000300")
+    assert last["base_checkpoint"].value.endswith("checkpoints/base/step-000200")  # the lineage of the weights
+    accuracy = last["accuracy"].value
+    assert set(accuracy) == {"identity", "arithmetic", "letter_counting", "unknown", "search"}
+    assert accuracy["identity"] >= 0.5 and all(0.0 <= a <= 1.0 for a in accuracy.values())
+    assert last["val_loss"].value < by_step[150]["train_loss"].value * 2 and last["val_loss"].value > 0
+    (check,) = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("sft_model"), "learned_the_format"), limit=1)
+    assert check.status.value == "SUCCEEDED"
+
+
+@pytest.mark.slow
+def test_chat_answers_who_it_is(sample_run, capsys, monkeypatch):
+    monkeypatch.chdir(sample_run)
+    assert main(["chat", "--prompt", "Who are you?", "--data", str(sample_run / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "sft step 300" in out and "tools: python, search" in out
+    assert IDENTITY_ANSWER[:40] in " ".join(out.split())
+
+
+@pytest.mark.slow
+def test_chat_counts_letters_with_the_python_tool(sample_run, capsys, monkeypatch):
+    monkeypatch.chdir(sample_run)
+    prompt = 'How many "r" are in the word "strawberry"?'
+    assert main(["chat", "--prompt", prompt, "--data", str(sample_run / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "[python]" in out, out  # the call the model wrote, run in the sandbox; its result follows
+    assert "[python_output]" in out, out
+
+
+def test_chat_refuses_a_missing_sft_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["chat", "--prompt", "hi", "--data", str(tmp_path / "nothing")]) == 2
+    assert "no committed checkpoint under" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_chat_says_when_a_message_is_too_long_for_the_model(sample_run, capsys, monkeypatch):
+    monkeypatch.chdir(sample_run)
+    assert main(["chat", "--prompt", "word " * 2000, "--data", str(sample_run / "data")]) == 2
+    assert "too long for the model" in capsys.readouterr().out
