@@ -9,12 +9,15 @@ model on a few hundred thousand tokens shows ~0; models that few-shot prompt wel
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 
 ICL_PROBE_ROWS = 16
 ICL_PROBE_LEN = 48  # tokens a copy; 2 x 48 fits the tiniest seq_len we train at (128)
 ICL_SKIP = 8  # the first tokens of a copy carry no information about the copy either way
+NUMBER = re.compile(r"-?\d+")
 
 
 @torch.no_grad()
@@ -49,9 +52,18 @@ def final_text(parts: list[dict]) -> str:
 
 
 def reward(item: dict, parts: list[dict]) -> float:
-    """1.0 when the reply's final text contains the item's verifiable answer, else 0.0 (the RL reward, too)."""
+    """1.0 when the reply's final text gives the item's verifiable answer, else 0.0; the RL reward, too.
+
+    A numeric answer must be the last number of the final text (so "3 or 13" earns nothing for 13, and listing
+    numbers cannot game it); any other answer must appear in it."""
     answer = item.get("answer")
-    return float(bool(answer) and answer in final_text(parts))
+    if not answer:
+        return 0.0
+    text = final_text(parts)
+    if NUMBER.fullmatch(answer):
+        numbers = NUMBER.findall(text.replace(",", ""))
+        return float(bool(numbers) and numbers[-1] == answer)
+    return float(answer in text)
 
 
 @torch.no_grad()

@@ -46,9 +46,10 @@ class Reporter:
             thinned = [h for i, h in enumerate(history) if i % every == 0 or "val_loss" in h or i == len(history) - 1]
             self.pipes.report_custom_message({**report, "history": thinned})
         else:
-            print(f"checkpoint {report['checkpoint']} step {report['step']} train {report['train_loss']:.4f} "
-                  f"val {fmt(report.get('val_loss'))}"
-                  + (f" bpb {fmt(report['val_bpb'])}" if "val_bpb" in report else ""), flush=True)
+            shown = {"train": "train_loss", "val": "val_loss", "bpb": "val_bpb", "reward": "reward"}
+            print(f"checkpoint {report['checkpoint']} step {report['step']}"
+                  + "".join(f" {name} {fmt(report.get(key))}" for name, key in shown.items() if key in report),
+                  flush=True)
 
 
 def fmt(x: float | None) -> str:

@@ -22,10 +22,10 @@ import time
 import torch
 
 from pipeline.storage import Store
-from pipeline.token_io import load_tokenizer
 from training.chat import render
-from training.checkpoint import checkpoint_root, latest_step, load_checkpoint, save_checkpoint, step_dir
+from training.checkpoint import checkpoint_root, save_checkpoint
 from training.evals import chat_accuracy
+from training.finetune import load_start, pick_device, resume, show
 from training.reporting import Reporter
 from training.sft_data import load_conversations
 from training.tools import available_tools
@@ -86,22 +86,16 @@ def masked_loss(model, rendered: list, batch_size: int, device: torch.device) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = pick_device(args.device)
     store = Store(args.data)
+    tokenizer, tokenizer_sha, base, base_ref = load_start(store, args.base, device, "sft")
     try:
-        tokenizer, tokenizer_sha = load_tokenizer(store)
         items = load_conversations(store)
-        base = load_checkpoint(args.base, device=device)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"sft: {e}") from None
-    if base["config"].get("tokenizer_sha256") not in (None, tokenizer_sha):
-        raise SystemExit(f"sft: {args.base} was trained with tokenizer {base['config']['tokenizer_sha256'][:12]}, "
-                         f"but {store.uri('tokenizer')} holds {tokenizer_sha[:12]}")
     model = base["model"]
     model.config = dataclasses.replace(model.config, seq_len=args.seq_len)  # RoPE learns no positions: raising
     # the limit is all longer chats need
-    base_ref = f"{args.base.rstrip('/')}/{step_dir(base['step'])}"
 
     train_items = [it for i, it in enumerate(items) if i % 10 != 9]
     val_items = [it for i, it in enumerate(items) if i % 10 == 9]
@@ -111,13 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rendered["train"]:
         raise SystemExit(f"sft: no conversation of {len(items)} fits --seq-len {args.seq_len}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    step, history = 0, []
-    resume_from = latest_step(args.out)
-    if resume_from is not None:
-        ckpt = load_checkpoint(args.out, resume_from, device=device)
-        model.load_state_dict(ckpt["model"].state_dict())
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, history = resume_from, ckpt["config"]["history"]
+    step, history = resume(args.out, model, optimizer, device)
     tools = available_tools(store)
     val_rendered = [r for r, _ in rendered["val"]]
     eval_items = [it for _, it in rendered["val"]][: args.eval_items]
@@ -153,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     "accuracy": {}, "examples": []}
                 last_eval = {"val_loss": masked_loss(model, val_rendered, args.batch_size, device) if val_rendered
                              else None, "accuracy": result["accuracy"],
-                             "samples": [_show(q, parts) for q, parts in result["examples"][:4]]}
+                             "samples": [show(q, parts) for q, parts in result["examples"][:4]]}
                 entry.update(val_loss=last_eval["val_loss"])
                 reporter.log(f"step {done}/{args.max_steps} | loss {train_loss:.4f} | val {last_eval['val_loss']} | "
                              f"accuracy {last_eval['accuracy']} | {time.perf_counter() - started:.0f} s")
@@ -163,11 +151,6 @@ def main(argv: list[str] | None = None) -> int:
                 uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta)
                 reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
     return 0
-
-
-def _show(question: str, parts: list[dict]) -> str:
-    reply = " ".join(f"[{p['type']}: {p['text']}]" if p["type"] != "text" else p["text"] for p in parts)
-    return f"user: {question}\nassistant: {reply}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""What the post-training scripts (sft, rl) share: the device, the checkpoint they start from, resuming their own."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.storage import Store
+from pipeline.token_io import load_tokenizer
+from training.checkpoint import latest_step, load_checkpoint, step_dir
+
+
+def pick_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def load_start(store: Store, root: str, device: torch.device, script: str) -> tuple:
+    """(tokenizer, tokenizer_sha, checkpoint, "root/step-NNNNNN") of the latest checkpoint under `root`; SystemExit
+    naming the script when there is none, or when it was trained with another tokenizer than the store holds."""
+    try:
+        tokenizer, sha = load_tokenizer(store)
+        start = load_checkpoint(root, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"{script}: {e}") from None
+    wanted = start["config"].get("tokenizer_sha256")
+    if wanted not in (None, sha):
+        raise SystemExit(f"{script}: {root} was trained with tokenizer {wanted[:12]}, but {store.uri('tokenizer')} "
+                         f"holds {sha[:12]}")
+    return tokenizer, sha, start, f"{root.rstrip('/')}/{step_dir(start['step'])}"
+
+
+def resume(out: str, model, optimizer, device: torch.device) -> tuple[int, list[dict]]:
+    """Loads the latest checkpoint under `out` into model and optimizer: (its step, its history), or (0, [])."""
+    step = latest_step(out)
+    if step is None:
+        return 0, []
+    ckpt = load_checkpoint(out, step, device=device)
+    model.load_state_dict(ckpt["model"].state_dict())
+    optimizer.load_state_dict(ckpt["optimizer"])
+    return step, ckpt["config"]["history"]
+
+
+def show(question: str, parts: list[dict]) -> str:
+    """A reply as one readable exchange, tool calls and outputs in brackets."""
+    reply = " ".join(f"[{p['type']}: {p['text']}]" if p["type"] != "text" else p["text"] for p in parts)
+    return f"user: {question}\nassistant: {reply}"
