@@ -1,0 +1,91 @@
+"""RL on verifiable answers: the pieces of the policy gradient, and a killed run that resumes to the same weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from training.checkpoint import load_checkpoint
+from training.engine import Engine, Sampling
+from training.model import GPT, GPTConfig
+from training.rl import advantages, generated_mask, main, policy_loss
+
+
+def test_the_baseline_is_the_mean_reward_of_the_replies_to_the_same_problem():
+    assert advantages([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], group=3) == pytest.approx([2 / 3, -1 / 3, -1 / 3, 0, 0, 0])
+
+
+def test_tokens_a_tool_pasted_in_carry_no_gradient():
+    start, end = 90, 91
+    assert generated_mask([5, 6, start, 7, 8, end, 9, 10], start, end) == [1, 1, 0, 0, 0, 0, 1, 1]
+    assert generated_mask([5, start, 7], start, end) == [1, 0, 0]  # cut off inside the output
+
+
+def test_the_policy_gradient_raises_the_rewarded_reply_and_lowers_the_other():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=32, depth=1, seq_len=16))
+    prompts, replies = [[1, 2], [1, 2]], [[3, 4], [5, 6]]
+
+    @torch.no_grad()
+    def logp(reply):
+        logits = model(torch.tensor([[1, 2, *reply[:-1]]]))[0, 1:].float().log_softmax(-1)
+        return float(logits.gather(-1, torch.tensor(reply)[:, None]).sum())
+
+    before = [logp(r) for r in replies]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):
+        loss = policy_loss(model, prompts, replies, [[1, 1], [1, 1]], advantages([1.0, 0.0], 2), torch.device("cpu"))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = [logp(r) for r in replies]
+    assert after[0] > before[0] + 0.1 and after[1] < before[1] - 0.1
+
+
+@pytest.fixture
+def data(sample_run, tmp_path):
+    root = tmp_path / "data"
+    for name in ("tokenizer", "search_index", "checkpoints/sft"):
+        shutil.copytree(sample_run / "data" / name, root / name)
+    return root
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data):
+    common = ["--data", str(data), "--prompts", "2", "--samples", "4", "--max-new-tokens", "24",
+              "--checkpoint-every", "2", "--eval-every", "100", "--eval-items", "2", "--max-steps", "4"]
+    assert main([*common, "--out", str(data / "straight")]) == 0
+    assert main([*common, "--out", str(data / "resumed")]) == 0
+    shutil.rmtree(data / "resumed" / "step-000004")  # as if killed after the checkpoint at step 2
+    assert main([*common, "--out", str(data / "resumed")]) == 0
+    straight, resumed = (load_checkpoint(str(data / d), 4) for d in ("straight", "resumed"))
+    for name, weight in straight["model"].state_dict().items():
+        assert torch.equal(weight, resumed["model"].state_dict()[name]), name
+    config = straight["config"]
+    assert config["stage"] == "rl" and config["base_checkpoint"].endswith("checkpoints/sft/step-000300")
+    assert config["history"] == resumed["config"]["history"] and [h["step"] for h in config["history"]] == [0, 1, 2, 3, 4]
+    assert set(config["accuracy"]) == set(config["start_accuracy"]) == {"arithmetic", "letter_counting"}
+    assert config["start_accuracy"] == config["history"][0]["accuracy"]  # the SFT model's, before any RL step
+
+
+def test_sampling_scoring_and_stepping_raise_the_reward():
+    """The loop of rl.main on a task a model can learn in a few steps: reply with token 7 after the prompt [1]."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=16, depth=1, seq_len=8))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    prompts, rewards_by_step = [[1]] * 16, []
+    for step in range(40):
+        model.eval()
+        with torch.no_grad():
+            replies = Engine(model).generate_all(prompts, Sampling(max_new_tokens=1, temperature=1.0, seed=step))
+        model.train()
+        rewards = [float(r == [7]) for r in replies]
+        rewards_by_step.append(sum(rewards) / len(rewards))
+        if any(advantages(rewards, 16)):
+            loss = policy_loss(model, prompts, replies, [[1]] * 16, advantages(rewards, 16), torch.device("cpu"))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert sum(rewards_by_step[:5]) / 5 < 0.2 and sum(rewards_by_step[-5:]) / 5 > 0.8, rewards_by_step

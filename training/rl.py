@@ -1,0 +1,187 @@
+"""Reinforcement learning on verifiable answers: the chat model practises problems whose answer a program checks,
+and is pushed towards those of its own replies that got it right.
+
+    python -m training.rl --data data --max-steps 40
+
+Each step draws --prompts problems (arithmetic and letter counting from training/sft_data.py's generators, a fresh
+draw a step from --seed and the step), samples --samples replies to each with the tools live, scores each 1 or 0
+(training/evals.reward), and takes one policy-gradient step: each sampled token's log-probability weighted by its
+reply's reward minus the mean reward of the replies to the same problem (GRPO's group baseline; on-policy, so no
+ratio clipping and no KL term, as in nanochat). Tokens a tool pasted in carry no gradient; problems whose replies
+all score alike teach nothing and drop out. Each evaluation answers a fixed held-out draw greedily and scores each
+task. Checkpoints go to {data}/checkpoints/rl and name the SFT checkpoint they started from; a rerun resumes, and
+ends with the weights an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from pipeline.storage import Store
+from training.chat import ToolCalls, parse_reply, render_prompt
+from training.checkpoint import checkpoint_root, save_checkpoint
+from training.engine import Engine, Sampling
+from training.evals import chat_accuracy, reward
+from training.finetune import load_start, pick_device, resume, show
+from training.reporting import Reporter
+from training.sft_data import arithmetic, letter_counting
+from training.tools import available_tools
+
+TASKS = {"arithmetic": arithmetic, "letter_counting": letter_counting}
+REPORTED = ("reward", "accuracy", "start_accuracy", "samples", "history", "base_checkpoint")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.rl", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="storage root with tokenizer/ and checkpoints/")
+    p.add_argument("--start", default=None, help="checkpoint root to start from (default: {data}/checkpoints/sft)")
+    p.add_argument("--out", default=None, help="checkpoint root (default: {data}/checkpoints/rl)")
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
+    p.add_argument("--prompts", type=int, default=8, help="problems a step")
+    p.add_argument("--samples", type=int, default=8, help="replies sampled a problem")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--lr", type=float, default=3e-5, help="constant; AdamW (1e-4 unlearns the CPU toy)")
+    p.add_argument("--eval-every", type=int, default=20)
+    p.add_argument("--eval-items", type=int, default=40, help="held-out problems a task at each evaluation")
+    p.add_argument("--checkpoint-every", type=int, default=20)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    args = p.parse_args(argv)
+    for name in ("prompts", "samples", "max_new_tokens", "max_steps", "eval_every", "eval_items", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.samples < 2:
+        p.error("--samples must be >= 2: the baseline is the mean reward of a problem's replies")
+    if args.lr <= 0 or args.temperature <= 0:
+        p.error("--lr and --temperature must be > 0")
+    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(args.tasks) - set(TASKS))
+    if unknown or not args.tasks:
+        p.error(f"--tasks: unknown {unknown}; choose from {', '.join(TASKS)}")
+    args.start = args.start or checkpoint_root(args.data, "sft")
+    args.out = args.out or checkpoint_root(args.data, "rl")
+    return args
+
+
+def problems(rng: random.Random, tasks: list[str], n: int, python) -> list[dict]:
+    """n problems, the tasks in turn; each an item of sft_data (messages ending with the reference reply, answer)."""
+    return [TASKS[tasks[i % len(tasks)]](rng, 1, python)[0] for i in range(n)]
+
+
+def generated_mask(reply: list[int], output_start: int, output_end: int) -> list[int]:
+    """1 for each token the model sampled, 0 for those a tool pasted in (<|output_start|> ... <|output_end|>)."""
+    mask, pasted = [], False
+    for token in reply:
+        pasted = pasted or token == output_start
+        mask.append(0 if pasted else 1)
+        if token == output_end:
+            pasted = False
+    return mask
+
+
+def advantages(rewards: list[float], group: int) -> list[float]:
+    """Each reward minus the mean of its group (the replies to one problem)."""
+    out = []
+    for g in range(0, len(rewards), group):
+        chunk = rewards[g:g + group]
+        mean = sum(chunk) / len(chunk)
+        out.extend(r - mean for r in chunk)
+    return out
+
+
+def policy_loss(model, prompts: list[list[int]], replies: list[list[int]], masks: list[list[int]],
+                advantage: list[float], device: torch.device) -> torch.Tensor:
+    """-mean over sampled tokens of advantage x log p(token): its gradient is the policy gradient."""
+    rows = [(p + r, len(p), m, a) for p, r, m, a in zip(prompts, replies, masks, advantage) if a != 0 and r]
+    width = max(len(seq) for seq, *_ in rows) - 1
+    x = torch.zeros(len(rows), width, dtype=torch.long)
+    y = torch.zeros(len(rows), width, dtype=torch.long)
+    w = torch.zeros(len(rows), width)
+    for i, (seq, start, mask, adv) in enumerate(rows):
+        seq_t = torch.tensor(seq)
+        x[i, :len(seq) - 1], y[i, :len(seq) - 1] = seq_t[:-1], seq_t[1:]
+        w[i, start - 1:start - 1 + len(mask)] = torch.tensor(mask, dtype=torch.float) * adv  # target j is seq[j + 1]
+    x, y, w = x.to(device), y.to(device), w.to(device)
+    logp = F.log_softmax(model(x).float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    return -(logp * w).sum() / max(sum(sum(m) for m in masks), 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    store = Store(args.data)
+    tokenizer, tokenizer_sha, start, start_ref = load_start(store, args.start, device, "rl")
+    model = start["model"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    step, history = resume(args.out, model, optimizer, device)
+    tools = available_tools(store)
+    tool_calls = ToolCalls(tokenizer, tools)
+    special = tokenizer.encode_special
+    output_ids = (special("<|output_start|>"), special("<|output_end|>"))
+    eval_items = problems(random.Random(f"rl-eval-{args.seed}"), args.tasks, args.eval_items * len(args.tasks),
+                          tools["python"])
+
+    with Reporter(True) as reporter:
+        reporter.log(f"rl from {start_ref}: tasks {', '.join(args.tasks)}, {args.prompts} problems x {args.samples} "
+                     f"replies a step, {model.num_params():,} parameters, {device.type}")
+        if step >= args.max_steps:
+            reporter.log(f"{args.out} already reaches --max-steps {args.max_steps}; nothing to do")
+            return 0
+        if step == 0:  # the start's accuracy, so every later evaluation has a baseline (history[0], step 0)
+            history.append({"step": 0, "accuracy": chat_accuracy(model, tokenizer, eval_items, tools,
+                                                                 max_new_tokens=args.max_new_tokens)["accuracy"]})
+            reporter.log(f"step 0 | accuracy {history[0]['accuracy']}")
+        last_eval, started = {}, time.perf_counter()
+        for step in range(step, args.max_steps):
+            rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
+            items = problems(rng, args.tasks, args.prompts, tools["python"])
+            prompts = [render_prompt(tokenizer, it["messages"][:-1]) for it in items for _ in range(args.samples)]
+            sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                stop_tokens=(special("<|im_end|>"),), seed=rng.randrange(2**31))
+            model.eval()
+            with torch.no_grad():
+                replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls)
+            model.train()
+            rewards = [reward(items[i // args.samples], parse_reply(tokenizer, r)) for i, r in enumerate(replies)]
+            advantage = advantages(rewards, args.samples)
+            entry = {"step": step + 1, "reward": sum(rewards) / len(rewards),
+                     "reply_tokens": sum(map(len, replies)) / len(replies)}
+            if any(advantage):
+                masks = [generated_mask(r, *output_ids) for r in replies]
+                loss = policy_loss(model, prompts, replies, masks, advantage, device)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                entry["train_loss"] = loss.item()
+            history.append(entry)
+            done = step + 1
+            last = done == args.max_steps
+            checkpoint_now = done % args.checkpoint_every == 0 or last
+            if done % args.eval_every == 0 or checkpoint_now:
+                result = chat_accuracy(model, tokenizer, eval_items, tools, max_new_tokens=args.max_new_tokens)
+                last_eval = {"accuracy": result["accuracy"],
+                             "samples": [show(q, parts) for q, parts in result["examples"][:4]]}
+                entry["accuracy"] = result["accuracy"]
+                reporter.log(f"step {done}/{args.max_steps} | reward {entry['reward']:.3f} | accuracy "
+                             f"{result['accuracy']} | {time.perf_counter() - started:.0f} s")
+            if checkpoint_now:
+                recent = [h for h in history[-args.checkpoint_every:] if "reward" in h]
+                meta = {"tokenizer_sha256": tokenizer_sha, "stage": "rl", "base_checkpoint": start_ref,
+                        "reward": sum(h["reward"] for h in recent) / len(recent), "history": history,
+                        "start_accuracy": history[0]["accuracy"], **last_eval}
+                uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta)
+                reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
