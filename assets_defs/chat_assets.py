@@ -5,7 +5,7 @@ fine-tuning training/sft.py (launched through Pipes like pretraining, one materi
 """
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from assets_defs.resources import PipelineConfig
 from assets_defs.training_assets import checkpoint_metadata
@@ -104,5 +104,64 @@ def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: 
         metadata={"accuracy": dg.MetadataValue.json(accuracy)})])
 
 
+class RLConfig(dg.ConfigurableResource):
+    """RL on verifiable answers (training/rl.py). Defaults: a CPU run of ~1 minute on the sample's toy chat model."""
+
+    tasks: list[str] = Field(default=["arithmetic", "letter_counting"], min_length=1)
+    prompts: int = Field(default=4, ge=1, description="problems a step")
+    samples: int = Field(default=8, ge=2, description="replies sampled a problem; their mean reward is the baseline")
+    temperature: float = Field(default=1.0, gt=0)
+    max_new_tokens: int = Field(default=48, ge=1)
+    max_steps: int = Field(default=20, ge=1)
+    lr: float = Field(default=3e-5, gt=0)
+    eval_items: int = Field(default=20, ge=1, description="held-out problems a task at each evaluation")
+    eval_every: int = Field(default=10, ge=1)
+    checkpoint_every: int = Field(default=10, ge=1)
+    seed: int = 7
+    device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        from training.rl import TASKS
+
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
+        return tasks
+
+    def command(self, data_root: str) -> list[str]:
+        import sys
+
+        flags = {"tasks": ",".join(self.tasks), "prompts": self.prompts, "samples": self.samples,
+                 "temperature": self.temperature, "max-new-tokens": self.max_new_tokens, "max-steps": self.max_steps,
+                 "lr": self.lr, "eval-items": self.eval_items, "eval-every": self.eval_every,
+                 "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device}
+        return [sys.executable, "-m", "training.rl", "--data", data_root,
+                *(x for k, v in flags.items() for x in (f"--{k}", str(v)))]
+
+
+@dg.asset(deps=["sft_model"], group_name="chat", kinds={"pytorch"},
+          description="The chat model after RL on verifiable answers (training/rl.py through Pipes): it samples "
+          "replies to problems a program checks and is pushed towards the right ones; one materialization a "
+          "checkpoint, with the reward curve and per-task accuracy next to the SFT model's.",
+          check_specs=[dg.AssetCheckSpec("no_worse_than_sft", asset="rl_model",
+                                         description="mean held-out accuracy at most 0.1 below the SFT start's")])
+def rl_model(context: dg.AssetExecutionContext, settings: PipelineConfig, rl: RLConfig,
+             pipes: dg.ResourceParam[dg.PipesClient]):
+    invocation = pipes.run(context=context, command=rl.command(settings.data_root))
+    checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
+    if not checkpoints:
+        raise dg.Failure(description=f"rl reported no checkpoint under {checkpoint_root(settings.data_root, 'rl')}")
+    for report in checkpoints[:-1]:
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=checkpoint_metadata(report)))
+    last = checkpoints[-1]
+    now, start = (sum(a.values()) / max(len(a), 1) for a in (last.get("accuracy") or {}, last["start_accuracy"]))
+    yield dg.MaterializeResult(metadata=checkpoint_metadata(last), check_results=[dg.AssetCheckResult(
+        check_name="no_worse_than_sft", passed=now >= start - 0.1,
+        metadata={"mean_accuracy": now, "sft_mean_accuracy": start})])
+
+
 CHAT_DATA_ASSETS = [search_index, sft_conversations]
 SFT_ASSETS = [sft_model]
+RL_ASSETS = [rl_model]

@@ -82,6 +82,9 @@ def _message(e: Exception) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
+TRAINING_SECTIONS = ("pretrain", "sft", "rl")  # sections of --config beside PipelineConfig's fields
+
+
 def load_config(config_file: str | None, data: str | None):
     """PipelineConfig from a YAML file and flags; unknown or bad fields fail here, named."""
     from assets_defs.resources import PipelineConfig
@@ -91,7 +94,7 @@ def load_config(config_file: str | None, data: str | None):
         fields = yaml.safe_load(Path(config_file).read_text()) or {}
         if not isinstance(fields, dict):
             raise ValueError(f"{config_file}: expected a mapping of PipelineConfig fields")
-        for section in ("pretrain", "sft"):  # the training sections: load_section
+        for section in TRAINING_SECTIONS:  # read by load_section
             fields.pop(section, None)
         unknown = sorted(set(fields) - set(PipelineConfig.model_fields))
         if unknown:
@@ -113,12 +116,12 @@ def _instance():
 
 
 def load_section(config_file: str | None, section: str):
-    """The resource of a training section of the YAML file (`pretrain:` or `sft:`); defaults: the CPU toy."""
-    from assets_defs.chat_assets import SFTConfig
+    """The resource of a training section of the YAML file (`pretrain:`, `sft:` or `rl:`); defaults: the CPU toy."""
+    from assets_defs.chat_assets import RLConfig, SFTConfig
     from assets_defs.training_assets import PretrainConfig
 
     fields = (yaml.safe_load(Path(config_file).read_text()) or {}).get(section, {}) if config_file else {}
-    return {"pretrain": PretrainConfig, "sft": SFTConfig}[section](**fields)
+    return {"pretrain": PretrainConfig, "sft": SFTConfig, "rl": RLConfig}[section](**fields)
 
 
 def cmd_run(args) -> int:
@@ -128,6 +131,7 @@ def cmd_run(args) -> int:
     from pipeline.sources import SAMPLE_CRAWL, SAMPLE_SOURCE
 
     config = load_config(args.config, args.data)
+    sections = {s: load_section(args.config, s) for s in TRAINING_SECTIONS}  # checked before any work starts
     registry = config.registry()
     name = args.crawl or (Path(args.source.rstrip("/")).name.split(".")[0] if args.source else SAMPLE_CRAWL)
     if args.source or name == SAMPLE_CRAWL:
@@ -142,8 +146,7 @@ def cmd_run(args) -> int:
     register_partitions(instance, crawl.name, crawl.shard_keys)
     from assets_defs.launchers import pipes_client
 
-    resources = {"settings": config, "pretrain": load_section(args.config, "pretrain"),
-                 "sft": load_section(args.config, "sft"),
+    resources = {"settings": config, **sections,
                  "pipes": pipes_client(os.environ.get("CRAWL2CHAT_PIPES", "subprocess"))}
     failed = materialize_crawl(instance, resources, crawl, ASSET_ORDER[: ASSET_ORDER.index(until) + 1])
     stages = [s for s in FUNNEL_STAGES if s in ASSET_ORDER[: ASSET_ORDER.index(until) + 1]]
@@ -234,6 +237,11 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
             info = read_config(checkpoint_root(store.root, "sft"), storage_options=store.storage_options)
             accuracy = ", ".join(f"{k} {v:.0%}" for k, v in info["accuracy"].items())
             console.print(f"sft_model: step {info['step']}, held-out accuracy: {accuracy}; try `crawl2chat chat`")
+        if "rl_model" in names:
+            info = read_config(checkpoint_root(store.root, "rl"), storage_options=store.storage_options)
+            accuracy = ", ".join(f"{k} {info['start_accuracy'][k]:.0%} -> {v:.0%}" for k, v in info["accuracy"].items())
+            console.print(f"rl_model: step {info['step']}, reward {info['reward']:.2f}, held-out accuracy (SFT -> RL): "
+                          f"{accuracy}; try `crawl2chat chat`")
     except (PartitionMissing, FileNotFoundError, KeyError, TypeError):
         return  # a failed run: its failure is reported below
 
@@ -242,6 +250,7 @@ def cmd_crawl(args) -> int:
     from assets_defs.partitions import register_partitions
 
     config = load_config(args.config, args.data)
+    sections = {s: load_section(args.config, s) for s in TRAINING_SECTIONS}  # checked before any work starts
     registry = config.registry()
     if args.crawl_command == "add":
         crawl, new = registry.add(args.name, args.source, args.files_per_shard)

@@ -10,6 +10,9 @@ from rich.console import Console
 console = Console()
 
 
+CHAT_STAGES = ("sft", "rl")  # in training order
+
+
 def add_parsers(sub, common) -> None:
     gen = sub.add_parser("generate", help="complete a prompt with a checkpoint (the base model dreams web pages)")
     gen.add_argument("--prompt", required=True)
@@ -27,16 +30,20 @@ def add_parsers(sub, common) -> None:
     chat.add_argument("--max-new-tokens", type=int, default=128)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     chat.add_argument("--seed", type=int, default=None)
-    _checkpoint_args(chat, common, stage="sft")
+    chat.add_argument("--stage", choices=CHAT_STAGES, default=None,
+                      help="which fine-tuned checkpoints (default: rl when it has one, else sft)")
+    _checkpoint_args(chat, common, stage=None)
     export = sub.add_parser("export", help="write a Hugging Face model directory (config, safetensors, tokenizer)")
     export.add_argument("--out", required=True)
     _checkpoint_args(export, common)
 
 
-def _checkpoint_args(p: argparse.ArgumentParser, common, stage: str = "base") -> None:
-    p.add_argument("--checkpoint", default=None, help=f"checkpoint root (default: {{data}}/checkpoints/{stage})")
+def _checkpoint_args(p: argparse.ArgumentParser, common, stage: str | None = "base") -> None:
+    where = f"{{data}}/checkpoints/{stage or '{stage}'}"
+    p.add_argument("--checkpoint", default=None, help=f"checkpoint root (default: {where})")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-    p.set_defaults(stage=stage)
+    if stage:
+        p.set_defaults(stage=stage)
     common(p)
 
 
@@ -47,6 +54,8 @@ def _load(args, load_config):
 
     config = load_config(args.config, args.data)
     store = config.store()
+    if args.stage is None:  # chat: the last post-training stage that has a checkpoint
+        args.stage = next((stage for stage in reversed(CHAT_STAGES) if _has_checkpoint(config, stage)), CHAT_STAGES[0])
     root = args.checkpoint or checkpoint_root(config.data_root, args.stage)
     checkpoint = load_checkpoint(root, args.step, config.storage_options(root))
     tokenizer, sha = load_tokenizer(store)
@@ -55,6 +64,13 @@ def _load(args, load_config):
         raise ValueError(f"checkpoint {root} step {checkpoint['step']} was trained with tokenizer {wanted[:12]}, "
                          f"but {store.uri('tokenizer')} holds {sha[:12]}")
     return checkpoint["model"], tokenizer, checkpoint, store
+
+
+def _has_checkpoint(config, stage: str) -> bool:
+    from training.checkpoint import checkpoint_root, latest_step
+
+    root = checkpoint_root(config.data_root, stage)
+    return latest_step(root, config.storage_options(root)) is not None
 
 
 def cmd_generate(args, load_config) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from assets_defs.chat_assets import CHAT_DATA_ASSETS, SFT_ASSETS
+from assets_defs.chat_assets import CHAT_DATA_ASSETS, RL_ASSETS, SFT_ASSETS
 from assets_defs.data_assets import DATA_ASSETS
 from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS
 from assets_defs.token_assets import DATASET_ASSETS, TOKEN_ASSETS
@@ -34,6 +34,7 @@ PHASES = [
     Phase("pretrain_job", TRAINING_ASSETS, "dataset", "Pretrains the GPT on every token shard (torchrun via Pipes)."),
     Phase("chat_data_job", CHAT_DATA_ASSETS, "dataset", "The search index and the SFT conversations."),
     Phase("sft_job", SFT_ASSETS, "dataset", "Fine-tunes the latest base checkpoint on the conversations (Pipes)."),
+    Phase("rl_job", RL_ASSETS, "dataset", "RL on verifiable answers from the latest SFT checkpoint (Pipes)."),
 ]
 ALL_ASSETS = [a for phase in PHASES for a in phase.assets]
 ASSET_ORDER = [a.key.to_user_string() for a in ALL_ASSETS]

@@ -94,7 +94,8 @@ def checkpoint_metadata(report: dict) -> dict:
         "checkpoint": dg.MetadataValue.path(report["checkpoint"]),
         "step": report["step"],
         "tokens_seen": report.get("tokens_seen"),
-        "train_loss": report["train_loss"],
+        "train_loss": report.get("train_loss"),
+        "reward": report.get("reward"),  # RL: mean reward of the sampled replies since the last checkpoint
         "val_loss": report.get("val_loss"),
         "val_bpb": report.get("val_bpb"),
         "unigram_loss": report.get("unigram_loss"),
@@ -103,27 +104,36 @@ def checkpoint_metadata(report: dict) -> dict:
         "conversations": report.get("conversations"),
         "samples": dg.MetadataValue.md(samples),
     }
-    if report.get("accuracy"):
-        metadata["accuracy"] = dg.MetadataValue.json(report["accuracy"])
-    if report.get("history"):
-        png = base64.b64encode(loss_curve_png(report["history"])).decode()
-        metadata["loss_curve"] = dg.MetadataValue.md(f"![loss](data:image/png;base64,{png})")
+    for key in ("accuracy", "start_accuracy"):
+        if report.get(key):
+            metadata[key] = dg.MetadataValue.json(report[key])
+    history = report.get("history") or []
+    for name, lines, ylabel in (("loss_curve", LOSS_LINES, "loss (nats/token)"), ("reward_curve", REWARD_LINES,
+                                                                                  "reward")):
+        if any(h.get(lines[0][0]) is not None for h in history):
+            png = base64.b64encode(curve_png(history, lines, ylabel)).decode()
+            metadata[name] = dg.MetadataValue.md(f"![{name.split('_')[0]}](data:image/png;base64,{png})")
     return {k: v for k, v in metadata.items() if v is not None}
 
 
-def loss_curve_png(history: list[dict]) -> bytes:
+LOSS_LINES = (("train_loss", "train", "-"), ("val_loss", "val", "o-"))
+REWARD_LINES = (("reward", "mean reward of the sampled replies", "-"),)
+
+
+def curve_png(history: list[dict], lines: tuple[tuple[str, str, str], ...], ylabel: str) -> bytes:
+    """A line a (history key, label, style), over the steps whose entries have that key."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot([h["step"] for h in history], [h["train_loss"] for h in history], label="train", lw=1)
-    val = [h for h in history if h.get("val_loss") is not None]
-    if val:
-        ax.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", label="val", lw=1.5)
+    for key, label, style in lines:
+        points = [h for h in history if h.get(key) is not None]
+        if points:
+            ax.plot([h["step"] for h in points], [h[key] for h in points], style, label=label, lw=1)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
+    ax.set_ylabel(ylabel)
     ax.legend()
     fig.tight_layout()
     buf = io.BytesIO()

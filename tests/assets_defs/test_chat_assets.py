@@ -1,5 +1,5 @@
 """The chat phase as `crawl2chat run` materializes it on the sample: search index, SFT conversations, sft_model,
-and `crawl2chat chat` talking to the result with its tools."""
+rl_model, and `crawl2chat chat` talking to the result with its tools."""
 
 from __future__ import annotations
 
@@ -49,11 +49,28 @@ def test_each_sft_checkpoint_is_a_materialization_that_points_at_its_base(instan
 
 
 @pytest.mark.slow
-def test_chat_answers_who_it_is(sample_run, capsys, monkeypatch):
+def test_each_rl_checkpoint_records_its_reward_and_accuracy_next_to_the_sft_start(instance, sample_run):
+    by_step = {m["step"].value: m for m in _metadata(instance, "rl_model")}
+    assert sorted(by_step) == [10, 20]  # RLConfig's checkpoint_every and max_steps
+    last = by_step[20]
+    assert last["checkpoint"].value.endswith("checkpoints/rl/step-000020")
+    assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
+    assert 0.0 <= last["reward"].value <= 1.0
+    assert set(last["accuracy"].value) == set(last["start_accuracy"].value) == {"arithmetic", "letter_counting"}
+    assert last["reward_curve"].value.startswith("![reward](data:image/png;base64,")
+    (check,) = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("rl_model"), "no_worse_than_sft"), limit=1)
+    assert check.status.value == "SUCCEEDED"
+    stdout = " ".join((sample_run / "stdout.txt").read_text().split())
+    assert "rl_model: step 20, reward" in stdout and "held-out accuracy (SFT -> RL): arithmetic" in stdout
+
+
+@pytest.mark.slow
+def test_chat_answers_who_it_is_after_rl(sample_run, capsys, monkeypatch):
     monkeypatch.chdir(sample_run)
     assert main(["chat", "--prompt", "Who are you?", "--data", str(sample_run / "data")]) == 0
     out = capsys.readouterr().out
-    assert "sft step 300" in out and "tools: python, search" in out
+    assert "rl step 20" in out and "tools: python, search" in out  # the latest stage by default
     assert IDENTITY_ANSWER[:40] in " ".join(out.split())
 
 
@@ -61,8 +78,9 @@ def test_chat_answers_who_it_is(sample_run, capsys, monkeypatch):
 def test_chat_counts_letters_with_the_python_tool(sample_run, capsys, monkeypatch):
     monkeypatch.chdir(sample_run)
     prompt = 'How many "r" are in the word "strawberry"?'
-    assert main(["chat", "--prompt", prompt, "--data", str(sample_run / "data")]) == 0
+    assert main(["chat", "--prompt", prompt, "--stage", "sft", "--data", str(sample_run / "data")]) == 0
     out = capsys.readouterr().out
+    assert "sft step 300" in out
     assert "[python]" in out, out  # the call the model wrote, run in the sandbox; its result follows
     assert "[python_output]" in out, out
 

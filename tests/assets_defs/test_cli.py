@@ -50,7 +50,9 @@ def test_killed_run_reruns_to_the_same_outputs(tmp_path, sample_run):
     proc.wait()
     assert len(list((killed / "data").glob("quality_filtered/sample/*/_manifest.json"))) < 8, "run ended before the kill"
 
-    rerun = subprocess.run(CLI + ["run"], env=_env(killed), cwd=killed, capture_output=True, text=True, timeout=300)
+    # the data outputs are what this compares; a killed training run's resume is tests/training's
+    rerun = subprocess.run(CLI + ["run", "--until", "token_shards"], env=_env(killed), cwd=killed,
+                           capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     shards = [f"{i:05d}" for i in range(8)]
     a, b = _outputs(clean / "data", shards), _outputs(killed / "data", shards)
@@ -95,6 +97,13 @@ def test_bad_config_file_is_refused_naming_the_field(tmp_path, capsys, monkeypat
     unknown.write_text("languagess: [en]\n")
     assert main(["run", "--config", str(unknown), "--data", str(tmp_path / "d")]) == 2
     assert "languagess" in capsys.readouterr().out
+    for section, text, named in (("sft", "sft:\n  max_steps: 0\n", "max_steps"),
+                                 ("rl", "rl:\n  tasks: [chess]\n", "unknown tasks ['chess']")):
+        bad = tmp_path / f"{section}.yaml"
+        bad.write_text(text)
+        assert main(["run", "--config", str(bad), "--data", str(tmp_path / "d")]) == 2
+        assert named in " ".join(capsys.readouterr().out.split()), section
+    assert not (tmp_path / "d").exists()  # refused before any work
 
 
 def test_missing_source_is_a_clear_error(tmp_path, capsys, monkeypatch):
