@@ -126,8 +126,6 @@ class Tokenizer:
         except KeyError:
             raise KeyError(f"not a special token: {name!r}; known: {list(self.special_tokens)}") from None
 
-    special_id = encode_special  # the name the chat-format code reads more naturally
-
     @property
     def eot_id(self) -> int:
         return self.special_tokens["<|endoftext|>"]
