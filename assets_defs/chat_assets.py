@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from assets_defs.resources import PipelineConfig
-from assets_defs.training_assets import checkpoint_metadata
+from assets_defs.training_assets import checkpoint_metadata, run_training
 from pipeline.documents import iter_clean
 from pipeline.search import SearchIndex, format_results
 from training import sft_data
@@ -92,14 +92,10 @@ def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.Materializ
                                          description="most held-out identity questions get the identity answer")])
 def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: SFTConfig,
               pipes: dg.ResourceParam[dg.PipesClient]):
-    invocation = pipes.run(context=context, command=sft.command(settings.data_root))
-    checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
-    if not checkpoints:
-        raise dg.Failure(description=f"sft reported no checkpoint under {checkpoint_root(settings.data_root, 'sft')}")
-    for report in checkpoints[:-1]:
-        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=checkpoint_metadata(report)))
-    accuracy = checkpoints[-1].get("accuracy") or {}
-    yield dg.MaterializeResult(metadata=checkpoint_metadata(checkpoints[-1]), check_results=[dg.AssetCheckResult(
+    last = run_training(context, pipes, checkpoint_root(settings.data_root, "sft"),
+                        command=sft.command(settings.data_root))
+    accuracy = last.get("accuracy") or {}
+    yield dg.MaterializeResult(metadata=checkpoint_metadata(last), check_results=[dg.AssetCheckResult(
         check_name="learned_the_format", passed=accuracy.get("identity", 0.0) >= 0.5,
         metadata={"accuracy": dg.MetadataValue.json(accuracy)})])
 
@@ -149,13 +145,8 @@ class RLConfig(dg.ConfigurableResource):
                                          description="mean held-out accuracy at most 0.1 below the SFT start's")])
 def rl_model(context: dg.AssetExecutionContext, settings: PipelineConfig, rl: RLConfig,
              pipes: dg.ResourceParam[dg.PipesClient]):
-    invocation = pipes.run(context=context, command=rl.command(settings.data_root))
-    checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
-    if not checkpoints:
-        raise dg.Failure(description=f"rl reported no checkpoint under {checkpoint_root(settings.data_root, 'rl')}")
-    for report in checkpoints[:-1]:
-        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=checkpoint_metadata(report)))
-    last = checkpoints[-1]
+    last = run_training(context, pipes, checkpoint_root(settings.data_root, "rl"),
+                        command=rl.command(settings.data_root))
     now, start = (sum(a.values()) / max(len(a), 1) for a in (last.get("accuracy") or {}, last["start_accuracy"]))
     yield dg.MaterializeResult(metadata=checkpoint_metadata(last), check_results=[dg.AssetCheckResult(
         check_name="no_worse_than_sft", passed=now >= start - 0.1,

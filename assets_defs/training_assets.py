@@ -68,13 +68,7 @@ def base_model(
     pipes: dg.ResourceParam[dg.PipesClient],
 ):
     out = pretrain.checkpoint_root or checkpoint_root(settings.data_root)
-    invocation = pipes.run(context=context, **pretrain.launch_options(settings.data_root, out))
-    checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
-    if not checkpoints:
-        raise dg.Failure(description=f"training reported no checkpoint under {out}")
-    for report in checkpoints[:-1]:
-        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=checkpoint_metadata(report)))
-    last = checkpoints[-1]
+    last = run_training(context, pipes, out, **pretrain.launch_options(settings.data_root, out))
     val, unigram = last.get("val_loss"), last.get("unigram_loss")
     yield dg.MaterializeResult(
         metadata=checkpoint_metadata(last),
@@ -85,6 +79,18 @@ def base_model(
                                 metadata={"val_loss": val, "unigram_loss": unigram}),
         ],
     )
+
+
+def run_training(context: dg.AssetExecutionContext, pipes: dg.PipesClient, out: str, **launch) -> dict:
+    """Runs a training script through Pipes and records each checkpoint it reports but the last as a
+    materialization of the asset; returns the last report, for the asset's own result and checks."""
+    invocation = pipes.run(context=context, **launch)
+    checkpoints = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "checkpoint" in m]
+    if not checkpoints:
+        raise dg.Failure(description=f"training reported no checkpoint under {out}")
+    for report in checkpoints[:-1]:
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, metadata=checkpoint_metadata(report)))
+    return checkpoints[-1]
 
 
 def checkpoint_metadata(report: dict) -> dict:
