@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from assets_defs.resources import PipelineConfig
-from assets_defs.training_assets import checkpoint_metadata, run_training
+from assets_defs.training_assets import TrainingJob, checkpoint_metadata, run_training
 from pipeline.documents import iter_clean
 from pipeline.search import SearchIndex, format_results
 from training import sft_data
@@ -16,7 +16,7 @@ from training.checkpoint import checkpoint_root
 from training.tools import SEARCH_K, python_tool, search_tool
 
 
-class SFTConfig(dg.ConfigurableResource):
+class SFTConfig(TrainingJob):
     """The SFT mixture and run. Defaults: a CPU run of ~1 minute on the sample's toy base model."""
 
     identity: int = Field(default=150, ge=0)
@@ -93,14 +93,14 @@ def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.Materializ
 def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: SFTConfig,
               pipes: dg.ResourceParam[dg.PipesClient]):
     last = run_training(context, pipes, checkpoint_root(settings.data_root, "sft"),
-                        command=sft.command(settings.data_root))
+                        **sft.pod_options(sft.command(settings.data_root)))
     accuracy = last.get("accuracy") or {}
     yield dg.MaterializeResult(metadata=checkpoint_metadata(last), check_results=[dg.AssetCheckResult(
         check_name="learned_the_format", passed=accuracy.get("identity", 0.0) >= 0.5,
         metadata={"accuracy": dg.MetadataValue.json(accuracy)})])
 
 
-class RLConfig(dg.ConfigurableResource):
+class RLConfig(TrainingJob):
     """RL on verifiable answers (training/rl.py). Defaults: a CPU run of ~1 minute on the sample's toy chat model."""
 
     tasks: list[str] = Field(default=["arithmetic", "letter_counting"], min_length=1)
@@ -146,7 +146,7 @@ class RLConfig(dg.ConfigurableResource):
 def rl_model(context: dg.AssetExecutionContext, settings: PipelineConfig, rl: RLConfig,
              pipes: dg.ResourceParam[dg.PipesClient]):
     last = run_training(context, pipes, checkpoint_root(settings.data_root, "rl"),
-                        command=rl.command(settings.data_root))
+                        **rl.pod_options(rl.command(settings.data_root)))
     now, start = (sum(a.values()) / max(len(a), 1) for a in (last.get("accuracy") or {}, last["start_accuracy"]))
     yield dg.MaterializeResult(metadata=checkpoint_metadata(last), check_results=[dg.AssetCheckResult(
         check_name="no_worse_than_sft", passed=now >= start - 0.1,

@@ -13,7 +13,21 @@ from assets_defs.resources import PipelineConfig
 from training.checkpoint import checkpoint_root
 
 
-class PretrainConfig(dg.ConfigurableResource):
+class TrainingJob(dg.ConfigurableResource):
+    """What every training stage's settings share: where its process runs when the launcher is a pod."""
+
+    image: str | None = Field(default=None, description="Container image, for a pod launcher (CRAWL2CHAT_PIPES=k8s).")
+
+    def pod_options(self, command: list[str], gpus: int = 1) -> dict:
+        """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and GPUs for a pod."""
+        options: dict = {"command": command}
+        if self.image:
+            options.update(image=self.image, base_pod_spec={"containers": [
+                {"name": "train", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]})
+        return options
+
+
+class PretrainConfig(TrainingJob):
     """The pretraining run's shape. Defaults: a CPU toy (depth 4, 5M parameters) that takes ~20 s on the sample."""
 
     depth: int = Field(default=4, ge=1, le=64, description="The one size dial: width = 64 x depth.")
@@ -29,8 +43,6 @@ class PretrainConfig(dg.ConfigurableResource):
     nproc: int = Field(default=1, ge=1, description="Processes (torchrun): GPUs on a GPU node, 1 on a laptop.")
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
     checkpoint_root: str | None = Field(default=None, description="Default: {data_root}/checkpoints/base.")
-    image: str | None = Field(default=None, description="Container image, for a pod launcher (CRAWL2CHAT_PIPES=k8s); "
-                              "the pod asks for nproc GPUs.")
 
     def command(self, data_root: str, out: str) -> list[str]:
         script = ["-m", "training.pretrain"]
@@ -44,12 +56,7 @@ class PretrainConfig(dg.ConfigurableResource):
                 "--device", self.device]
 
     def launch_options(self, data_root: str, out: str) -> dict:
-        """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and GPUs for a pod."""
-        options: dict = {"command": self.command(data_root, out)}
-        if self.image:
-            options.update(image=self.image, base_pod_spec={"containers": [
-                {"name": "train", "resources": {"limits": {"nvidia.com/gpu": self.nproc}}}]})
-        return options
+        return self.pod_options(self.command(data_root, out), gpus=self.nproc)  # a pod asks for nproc GPUs
 
 
 @dg.asset(

@@ -8,6 +8,7 @@ import shutil
 import dagster as dg
 import pytest
 
+from assets_defs.chat_assets import RLConfig, SFTConfig
 from assets_defs.launchers import PipesStderrClient, pipes_client
 from assets_defs.resources import PipelineConfig
 from assets_defs.training_assets import PretrainConfig, base_model
@@ -43,3 +44,12 @@ def test_a_pod_asks_for_one_gpu_a_process():
     assert options["base_pod_spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 8}
     assert options["command"][1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
     assert set(PretrainConfig().launch_options("data", "out")) == {"command"}
+
+
+def test_fine_tuning_stages_run_in_the_same_image_on_one_gpu():
+    for config, script in ((SFTConfig(image="crawl2chat:latest"), "training.sft"),
+                           (RLConfig(image="crawl2chat:latest"), "training.rl")):
+        options = config.pod_options(config.command("s3://b/c2c"))
+        assert options["image"] == "crawl2chat:latest" and options["command"][1:3] == ["-m", script]
+        assert options["base_pod_spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert set(SFTConfig().pod_options(["x"])) == {"command"}
