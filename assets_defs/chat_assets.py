@@ -24,6 +24,7 @@ class SFTConfig(TrainingJob):
     letter_counting: int = Field(default=200, ge=0)
     unknown: int = Field(default=150, ge=0)
     search: int = Field(default=150, ge=0)
+    multi_turn: int = Field(default=100, ge=0, description="Two of the others' conversations joined into one.")
     extra_conversations: str | None = Field(default=None, description="A JSONL file of {'messages': [...]} to add.")
     seed: int = 0
     max_steps: int = Field(default=300, ge=1)
@@ -36,7 +37,7 @@ class SFTConfig(TrainingJob):
 
     def counts(self) -> dict[str, int]:
         return {"identity": self.identity, "arithmetic": self.arithmetic, "letter_counting": self.letter_counting,
-                "unknown": self.unknown, "search": self.search}
+                "unknown": self.unknown, "search": self.search, "multi_turn": self.multi_turn}
 
     def command(self, data_root: str) -> list[str]:
         import sys
@@ -67,7 +68,7 @@ def search_index(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
 
 @dg.asset(deps=["search_index"], group_name="chat", kinds={"polars"},
           description="Conversations for SFT: identity, arithmetic, letter counting and search through the tools, "
-          "\"I don't know\" for invented names; tool results are real (sandbox, search index).")
+          "\"I don't know\" for invented names, and pairs of them as two-turn chats; tool results are real.")
 def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.MaterializeResult:
     store = settings.store()
     index = SearchIndex.load(store)

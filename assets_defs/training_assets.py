@@ -68,6 +68,8 @@ class PretrainConfig(TrainingJob):
     check_specs=[
         dg.AssetCheckSpec("loss_finite", asset="base_model"),
         dg.AssetCheckSpec("beats_unigram", asset="base_model", description="val loss below the data's unigram entropy"),
+        dg.AssetCheckSpec("still_improving", asset="base_model",
+                          description="the last evaluation's val loss is below the one before it"),
     ],
 )
 def base_model(
@@ -84,8 +86,20 @@ def base_model(
                 math.isfinite(h["train_loss"]) for h in last.get("history", [])) and math.isfinite(last["train_loss"])),
             dg.AssetCheckResult(check_name="beats_unigram", passed=val is not None and unigram is not None and val < unigram,
                                 metadata={"val_loss": val, "unigram_loss": unigram}),
+            still_improving(last.get("history") or []),
         ],
     )
+
+
+def still_improving(history: list[dict]) -> dg.AssetCheckResult:
+    """Passes when the last val loss is below the previous evaluation's (or there is only one evaluation)."""
+    evals = [(h["step"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
+    if len(evals) < 2:
+        return dg.AssetCheckResult(check_name="still_improving", passed=True,
+                                   metadata={"evaluations": len(evals)})
+    (before_step, before), (step, now) = evals[-2:]
+    return dg.AssetCheckResult(check_name="still_improving", passed=now < before, metadata={
+        "val_loss": now, "step": step, "previous_val_loss": before, "previous_step": before_step})
 
 
 def run_training(context: dg.AssetExecutionContext, pipes: dg.PipesClient, out: str, **launch) -> dict:

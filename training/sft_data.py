@@ -114,9 +114,22 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool) 
     return items
 
 
+def multi_turn(rng: random.Random, n: int, pool: list[dict]) -> list[dict]:
+    """Two exchanges of the pool in one conversation: the second question is answered with the first in context,
+    so a chat that goes on past one turn is not outside everything the model saw."""
+    if not pool:
+        return []
+    items = []
+    for _ in range(n):
+        first, second = rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
+        items.append(_item("multi_turn", [*first["messages"], *second["messages"]], second["answer"]))
+    return items
+
+
 def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool | None = None,
             passages: list[dict] | None = None) -> list[dict]:
-    """Every generator's items, shuffled, the same for the same seed and tools."""
+    """Every generator's items, shuffled, the same for the same seed and tools; "multi_turn" joins pairs of the
+    others' items."""
     rng = random.Random(seed)
     makers = {
         "identity": lambda k: identity(rng, k),
@@ -125,10 +138,11 @@ def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool |
         "unknown": lambda k: unknown(rng, k),
         "search": lambda k: search(rng, k, passages or [], search_tool) if search_tool else [],
     }
-    unknown_sources = set(counts) - set(makers)
+    unknown_sources = set(counts) - set(makers) - {"multi_turn"}
     if unknown_sources:
-        raise ValueError(f"unknown SFT sources {sorted(unknown_sources)}; choose from {sorted(makers)}")
-    items = [item for source, k in counts.items() for item in makers[source](k)]
+        raise ValueError(f"unknown SFT sources {sorted(unknown_sources)}; choose from {sorted(makers)} and multi_turn")
+    items = [item for source, k in counts.items() if source != "multi_turn" for item in makers[source](k)]
+    items += multi_turn(rng, counts.get("multi_turn", 0), items)
     rng.shuffle(items)
     return items
 

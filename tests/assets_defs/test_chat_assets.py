@@ -28,7 +28,8 @@ def test_search_index_and_conversations_are_recorded(instance):
     assert len(index["fingerprint"].value) >= 12 and "[1] http" in index["example"].value
     (conversations,) = _metadata(instance, "sft_conversations")
     by_source = conversations["by_source"].value
-    assert by_source == {"identity": 150, "arithmetic": 150, "letter_counting": 200, "unknown": 150, "search": 150}
+    assert by_source == {"identity": 150, "arithmetic": 150, "letter_counting": 200, "unknown": 150, "search": 150,
+                         "multi_turn": 100}
     assert conversations["conversations"].value == sum(by_source.values())
 
 
@@ -40,7 +41,7 @@ def test_each_sft_checkpoint_is_a_materialization_that_points_at_its_base(instan
     assert last["checkpoint"].value.endswith("checkpoints/sft/step-000300")
     assert last["base_checkpoint"].value.endswith("checkpoints/base/step-000200")  # the lineage of the weights
     accuracy = last["accuracy"].value
-    assert set(accuracy) == {"identity", "arithmetic", "letter_counting", "unknown", "search"}
+    assert set(accuracy) == {"identity", "arithmetic", "letter_counting", "unknown", "search", "multi_turn"}
     assert accuracy["identity"] >= 0.5 and all(0.0 <= a <= 1.0 for a in accuracy.values())
     assert last["val_loss"].value < by_step[150]["train_loss"].value * 2 and last["val_loss"].value > 0
     (check,) = instance.event_log_storage.get_asset_check_execution_history(
@@ -96,3 +97,14 @@ def test_chat_says_when_a_message_is_too_long_for_the_model(sample_run, capsys, 
     monkeypatch.chdir(sample_run)
     assert main(["chat", "--prompt", "word " * 2000, "--data", str(sample_run / "data")]) == 2
     assert "too long for the model" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_chat_reads_turns_from_stdin_until_it_ends(sample_run, capsys, monkeypatch):
+    import io
+
+    monkeypatch.chdir(sample_run)
+    monkeypatch.setattr("sys.stdin", io.StringIO("Who are you?\nWhat is your name?\n/quit\nnever read\n"))
+    assert main(["chat", "--data", str(sample_run / "data")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count(IDENTITY_ANSWER[:40]) == 2  # one answer a turn, the second with the first in its context

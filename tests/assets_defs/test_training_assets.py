@@ -22,7 +22,7 @@ def test_each_checkpoint_is_a_materialization_with_its_metrics(sample_run, monke
     assert last["loss_curve"].value.startswith("![loss](data:image/png;base64,")
     assert last["samples"].value.startswith("> ")
     assert math.isfinite(last["icl_gain"].value)  # few-shot readiness, measured at every eval
-    for check in ("loss_finite", "beats_unigram"):
+    for check in ("loss_finite", "beats_unigram", "still_improving"):
         history = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("base_model"), check), limit=1)
         assert history and history[0].status.value == "SUCCEEDED", check
@@ -33,3 +33,13 @@ def test_make_run_reports_tokens_and_the_checkpoint(sample_run):
     stdout = " ".join((sample_run / "stdout.txt").read_text().split())
     assert "token_shards:" in stdout and "bytes/token (tokenizer: 4,096 ids)" in stdout
     assert "base_model: step 200, 204,800 tokens seen" in stdout
+
+
+def test_still_improving_compares_the_last_two_evaluations():
+    from assets_defs.training_assets import still_improving
+
+    history = [{"step": 1, "train_loss": 5.0}, {"step": 50, "train_loss": 4.0, "val_loss": 4.2},
+               {"step": 100, "train_loss": 3.9, "val_loss": 4.1}]
+    assert still_improving(history).passed
+    assert not still_improving([*history, {"step": 150, "train_loss": 3.8, "val_loss": 4.3}]).passed
+    assert still_improving(history[:2]).passed  # one evaluation: nothing to compare yet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -16,7 +17,7 @@ DOCS = [("d1", "https://example.org/apt", "APT resolves package dependencies aut
          "from repositories listed in sources.list and installs them in order."),
         ("d2", "https://example.org/kernel", "The kernel schedules processes and manages memory. Modules extend the "
          "running kernel without a reboot.")]
-COUNTS = {"identity": 3, "arithmetic": 6, "letter_counting": 6, "unknown": 4, "search": 2}
+COUNTS = {"identity": 3, "arithmetic": 6, "letter_counting": 6, "unknown": 4, "search": 2, "multi_turn": 3}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,16 @@ def test_the_mixture_has_what_was_asked_valid_and_reproducible(items):
     assert sft_data.mixture(7, COUNTS, python_tool, search_tool(index), passages) == items
 
 
+def test_a_multi_turn_conversation_is_two_of_the_others_in_a_row(items):
+    singles = {json.dumps(it["messages"]): it for it in items if it["source"] != "multi_turn"}
+    for it in (it for it in items if it["source"] == "multi_turn"):
+        first, second = (json.dumps(it["messages"][i:i + 2]) for i in (0, 2))
+        assert len(it["messages"]) == 4 and first in singles and second in singles
+        assert it["answer"] == singles[second]["answer"]  # scored on the second question
+
+
 def test_tool_results_are_real_and_answers_true(items):
-    for it in items:
+    for it in (it for it in items if it["source"] != "multi_turn"):
         question, reply = it["messages"][0]["content"], it["messages"][1]["content"]
         if it["source"] == "letter_counting":
             word, letter = re.search(r'"(\w+)"\.count\("(\w)"\)', reply[0]["text"]).groups()
