@@ -40,12 +40,10 @@ class SFTConfig(TrainingJob):
                 "unknown": self.unknown, "search": self.search, "multi_turn": self.multi_turn}
 
     def command(self, data_root: str) -> list[str]:
-        import sys
-
-        return [sys.executable, "-m", "training.sft", "--data", data_root, "--max-steps", str(self.max_steps),
-                "--batch-size", str(self.batch_size), "--lr", str(self.lr), "--seq-len", str(self.seq_len),
-                "--eval-every", str(self.eval_every), "--checkpoint-every", str(self.checkpoint_every),
-                "--seed", str(self.seed), "--device", self.device]
+        return self.script("training.sft", data_root, {
+            "max-steps": self.max_steps, "batch-size": self.batch_size, "lr": self.lr, "seq-len": self.seq_len,
+            "eval-every": self.eval_every, "checkpoint-every": self.checkpoint_every, "seed": self.seed,
+            "device": self.device})
 
 
 @dg.asset(deps=["clean_documents"], group_name="chat", kinds={"polars"},
@@ -128,14 +126,11 @@ class RLConfig(TrainingJob):
         return tasks
 
     def command(self, data_root: str) -> list[str]:
-        import sys
-
-        flags = {"tasks": ",".join(self.tasks), "prompts": self.prompts, "samples": self.samples,
-                 "temperature": self.temperature, "max-new-tokens": self.max_new_tokens, "max-steps": self.max_steps,
-                 "lr": self.lr, "eval-items": self.eval_items, "eval-every": self.eval_every,
-                 "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device}
-        return [sys.executable, "-m", "training.rl", "--data", data_root,
-                *(x for k, v in flags.items() for x in (f"--{k}", str(v)))]
+        return self.script("training.rl", data_root, {
+            "tasks": ",".join(self.tasks), "prompts": self.prompts, "samples": self.samples,
+            "temperature": self.temperature, "max-new-tokens": self.max_new_tokens, "max-steps": self.max_steps,
+            "lr": self.lr, "eval-items": self.eval_items, "eval-every": self.eval_every,
+            "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device})
 
 
 @dg.asset(deps=["sft_model"], group_name="chat", kinds={"pytorch"},

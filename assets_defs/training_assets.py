@@ -18,6 +18,12 @@ class TrainingJob(dg.ConfigurableResource):
 
     image: str | None = Field(default=None, description="Container image, for a pod launcher (CRAWL2CHAT_PIPES=k8s).")
 
+    @staticmethod
+    def script(module: str, data_root: str, flags: dict) -> list[str]:
+        """`python -m module --data data_root --flag value ...`, the way every training script is started."""
+        return [sys.executable, "-m", module, "--data", data_root,
+                *(x for k, v in flags.items() for x in (f"--{k}", str(v)))]
+
     def pod_options(self, command: list[str], gpus: int = 1) -> dict:
         """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and GPUs for a pod."""
         options: dict = {"command": command}
