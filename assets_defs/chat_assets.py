@@ -55,13 +55,13 @@ def search_index(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
     store = settings.store()
     index = SearchIndex.build(iter_clean(store, sources, ("id", "url", "text")))
     info = index.save(store)
-    example = index.passages["text"][0].split()[:3]
-    return dg.MaterializeResult(metadata={
-        **{k: v for k, v in info["stats"].items()}, "fingerprint": info["fingerprint"],
-        "crawls": dg.MetadataValue.json({"used": sorted(sources), "skipped_not_clean": skipped}),
-        "example": dg.MetadataValue.md(f"query `{' '.join(example)}`:\n\n```\n"
-                                       f"{format_results(index.search(' '.join(example), k=SEARCH_K))}\n```"),
-    })
+    metadata = {**info["stats"], "fingerprint": info["fingerprint"],
+                "crawls": dg.MetadataValue.json({"used": sorted(sources), "skipped_not_clean": skipped})}
+    if index.passages.height:  # crawls whose every document was dropped give an index with no passage
+        query = " ".join(index.passages["text"][0].split()[:3])
+        metadata["example"] = dg.MetadataValue.md(
+            f"query `{query}`:\n\n```\n{format_results(index.search(query, k=SEARCH_K))}\n```")
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(deps=["search_index"], group_name="chat", kinds={"polars"},

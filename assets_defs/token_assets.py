@@ -16,7 +16,11 @@ from pipeline.tokenizer import SPECIAL_TOKENS
     kinds={"tiktoken"},
     description="Byte-level BPE (rustbpe) with GPT-4's split pattern and special tokens, trained on a sample of the "
     "clean text; saved for tiktoken and exported as a Hugging Face tokenizer.json.",
-    check_specs=[dg.AssetCheckSpec("round_trip", asset="tokenizer", description="decode(encode(x)) == x on held-out docs.")],
+    check_specs=[
+        dg.AssetCheckSpec("round_trip", asset="tokenizer", description="decode(encode(x)) == x on held-out docs."),
+        dg.AssetCheckSpec("has_training_text", asset="tokenizer",
+                          description="Warns when the crawls held no clean text: the tokenizer is then bytes only."),
+    ],
 )
 def tokenizer(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     try:
@@ -47,7 +51,13 @@ def tokenizer(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg
                 check_name="round_trip",
                 passed=not failures,
                 metadata={"held_out_docs": len(held_out), "failures": len(failures)},
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name="has_training_text",
+                passed=stats["training_docs"] > 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"training_docs": stats["training_docs"], "vocab_size": tok.n_vocab},
+            ),
         ],
     )
 

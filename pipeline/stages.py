@@ -80,6 +80,7 @@ def write_partition(
     kept_parts: list[str] = []
     dropped_parts: list[str] = []
     for out in outputs:
+        out.kept = conform(out.kept, empty_schema, stage)
         stats.rows_in += out.rows_in
         stats.bytes_in += out.bytes_in
         stats.rows_out += out.kept.height
@@ -102,6 +103,17 @@ def write_partition(
     return stats
 
 
+def conform(df: pl.DataFrame, schema: dict, stage: str) -> pl.DataFrame:
+    """`df` with exactly the stage's columns, in its order. An empty frame takes the schema whatever it held (an
+    upstream stage's columns, none at all); a non-empty one missing a column is a bug in the stage, said by name."""
+    if df.height == 0:
+        return pl.DataFrame(schema=schema)
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise ValueError(f"{stage} produced rows without its columns {missing} (it has {df.columns})")
+    return df.select(list(schema)).cast(schema)
+
+
 def map_parts(
     store: Store,
     upstream: str,
@@ -114,7 +126,7 @@ def map_parts(
         df = store.read_part(upstream, crawl, shard, part)
         if df.height:
             kept, dropped, notes = transform(df)
-        else:
+        else:  # write_partition gives the empty part this stage's own schema
             kept, dropped, notes = df, pl.DataFrame(schema=EXCLUSION_SCHEMA), Counter()
         yield PartOutput(part, kept, dropped, rows_in=df.height, bytes_in=content_bytes(df), notes=notes)
 

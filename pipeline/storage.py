@@ -19,6 +19,8 @@ import fsspec
 import polars as pl
 from fsspec.implementations.local import LocalFileSystem
 
+from pipeline.documents import EXCLUSION_SCHEMA
+
 MANIFEST = "_manifest.json"
 
 
@@ -123,4 +125,7 @@ class Store:
 
     def read(self, asset: str, crawl: str, shard: str, dropped=False) -> pl.DataFrame:
         frames = [self.read_part(asset, crawl, shard, p, dropped) for p in self.parts(asset, crawl, shard, dropped)]
-        return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+        if frames:
+            return pl.concat(frames, how="vertical")
+        # a stage that dropped nothing commits no dropped part; its (empty) exclusions still have their columns
+        return pl.DataFrame(schema=EXCLUSION_SCHEMA if dropped else None)

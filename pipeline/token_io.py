@@ -71,8 +71,8 @@ def train_tokenizer(
     start = time.perf_counter()
     tokenizer = Tokenizer.train(training_texts(), vocab_size)
     seconds = time.perf_counter() - start
-    if not budget["docs"]:
-        raise ValueError(f"no clean text to train a tokenizer on in crawls {sorted(crawls)}")
+    # With no clean text (crawls whose every document was dropped) the tokenizer is bytes and special tokens only:
+    # a valid tokenizer that encodes anything, which the asset's has_training_text check flags.
     files = tokenizer.to_files()
     directory = store.partition_dir(TOKENIZER, ALL, ALL)
     for name in TOKENIZER_FILES:

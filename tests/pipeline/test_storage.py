@@ -52,3 +52,26 @@ def test_empty_partition_has_schema_and_missing_one_raises(tmp_path):
     assert df.height == 0 and dict(df.schema) == SCHEMA
     with pytest.raises(PartitionMissing, match="materialize it first"):
         store.parts("s", "c", "00002")
+
+
+def test_parts_take_the_stage_schema_whatever_they_carried(tmp_path):
+    store = Store(str(tmp_path))
+    upstream_columns = pl.DataFrame(schema={"id": pl.String, "html": pl.Binary})  # an empty upstream part
+    reordered = pl.DataFrame({"id": ["a"], "text": ["t"], "extra": [1]})
+    parts = [PartOutput("p0", upstream_columns, _part("x", 0).dropped, 1, 0), PartOutput("p1", reordered, _part("y", 0).dropped, 1, 1)]
+    write_partition(store, "s", "c", "00000", iter(parts), {}, SCHEMA)
+    assert dict(store.read_part("s", "c", "00000", "p0").schema) == SCHEMA
+    assert store.read_part("s", "c", "00000", "p1").to_dicts() == [{"text": "t", "id": "a"}]
+    assert dict(store.read("s", "c", "00000", dropped=True).schema) == EXCLUSION_SCHEMA
+
+    missing_text = PartOutput("p0", pl.DataFrame({"id": ["a"]}), _part("z", 0).dropped, 1, 1)
+    with pytest.raises(ValueError, match=r"s produced rows without its columns \['text'\]"):
+        write_partition(store, "s", "c", "00001", iter([missing_text]), {}, SCHEMA)
+
+
+def test_a_partition_that_dropped_nothing_reads_as_empty_exclusions(tmp_path):
+    store = Store(str(tmp_path))
+    kept = pl.DataFrame({"text": ["t"], "id": ["a"]})
+    write_partition(store, "s", "c", "00000", iter([PartOutput("p0", kept, pl.DataFrame(schema=EXCLUSION_SCHEMA), 1, 1)]), {}, SCHEMA)
+    dropped = store.read("s", "c", "00000", dropped=True)
+    assert dropped.height == 0 and dict(dropped.schema) == EXCLUSION_SCHEMA
