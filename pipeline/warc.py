@@ -1,12 +1,15 @@
 """Reads HTML responses out of WARC files, recording every record it cannot use and why.
 
-One bad record never costs the rest of the file: when fastwarc fails inside a gzipped file, the reader skips to the
-next gzip member (the next `1f 8b 08` after the failure) and goes on; in an uncompressed file, to the next
-`WARC/1.` line. A file that yields no record at all is recorded as `not_warc` or `empty_file`.
+Liberal in what it accepts: WARC/0.17, 0.18, 1.0 and 1.1; uncompressed, a gzip member per record, or one gzip
+stream for the whole file; CRLF or bare-LF headers; target URIs with or without angle brackets. One bad record never
+costs the rest of the file: after a record fastwarc cannot parse (a header over its limit, a malformed field, a
+corrupt gzip member) the reader goes on at the next gzip member or `WARC/x.y` line and drops that record with its id,
+URL and reason. A file that yields no record at all is recorded as `not_warc` or `empty_file`.
 """
-
 from __future__ import annotations
 
+import gzip
+import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,6 +19,7 @@ import fsspec
 import polars as pl
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+from pipeline import warc_lenient
 from pipeline.documents import RECORD_SCHEMA, exclusions
 from pipeline.stages import PartOutput, content_bytes
 
@@ -23,7 +27,6 @@ STAGE = "warc_records"
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 DEFAULT_MAX_RECORD_BYTES = 10 * 1024 * 1024  # CC truncates bodies at 1 MiB; 10 MiB leaves room for big real pages
 GZIP_MAGIC = b"\x1f\x8b\x08"
-WARC_MAGIC = b"WARC/1."
 _RESYNC_CHUNK = 1 << 20
 
 
@@ -85,6 +88,16 @@ def warc_parts(
 
 
 class _Reader:
+    """Turns one file's records into rows and drops. The file's layout decides how it is read:
+
+    - per-record gzip (Common Crawl) or uncompressed, CRLF headers: fastwarc; after a record it cannot parse, reading
+      goes on at the next gzip member or `WARC/x.y` line, and the bad record is dropped with its id and URL;
+    - one gzip stream for the whole file (ClueWeb09, some tools' output): the same, over the inflated stream, so a
+      bad record still costs only itself (offsets are then positions in the inflated stream);
+    - headers ending in a bare LF (ClueWeb09's WARC/0.18, early WARC/0.17 crawls), which fastwarc reads as no
+      record at all: pipeline.warc_lenient.
+    """
+
     def __init__(self, path: str, max_record_bytes: int):
         self.path = path
         self.max_record_bytes = max_record_bytes
@@ -98,48 +111,93 @@ class _Reader:
     def iterate(self, fh, batch_size: int) -> Iterator[tuple[list[dict], list[dict]]]:
         rows: list[dict] = []
         drops: list[dict] = []
-        head = fh.read(len(GZIP_MAGIC))
-        gzipped = head == GZIP_MAGIC
-        fh.seek(0)
-        if not head:
-            drops.append(self._file_drop("empty_file", "the file has no bytes"))
-        start = 0 if head else None
-        while start is not None:
-            fh.seek(start)
-            last_pos = start
-            try:
-                for record in ArchiveIterator(
-                    fh,
-                    record_types=WarcRecordType.response | WarcRecordType.revisit,
-                    parse_http=True,
-                    fsspec_args=False,
-                ):
-                    last_pos = record.stream_pos
-                    self.records_seen += 1
-                    row, drop = self._convert(record)
-                    if row is not None:
-                        rows.append(row)
-                    if drop is not None:
-                        drops.append(drop)
-                    if len(rows) >= batch_size:
-                        yield rows, drops
-                        rows, drops = [], []
-                start = None
-            except OSError as e:
-                resume = _find_next_member(fh, last_pos + 1, GZIP_MAGIC if gzipped else WARC_MAGIC)
-                if self.records_seen == 0 and resume is None:
-                    drops.append(self._file_drop("not_warc", f"{type(e).__name__}: {e}"))
-                else:
-                    reason = "truncated" if resume is None else "corrupt_record"
-                    drops.append(self._file_drop(reason, f"after the record at byte {last_pos}: {e}"))
-                start = resume
-        if self.records_seen == 0 and head and not drops:
+        for row, drop in self._records(fh):
+            if row is not None:
+                rows.append(row)
+            if drop is not None:
+                drops.append(drop)
+            if len(rows) >= batch_size:
+                yield rows, drops
+                rows, drops = [], []
+        if self.records_seen == 0 and not drops:
             drops.append(self._file_drop("empty_file", "no WARC response record in the file"))
         yield rows, drops
 
+    def _records(self, fh) -> Iterator[tuple[dict | None, dict | None]]:
+        head = fh.read(len(GZIP_MAGIC))
+        fh.seek(0)
+        if not head:
+            yield None, self._file_drop("empty_file", "the file has no bytes")
+            return
+        members = head == GZIP_MAGIC
+        if members and _one_gzip_stream(fh):
+            fh, members = gzip.GzipFile(fileobj=fh), False
+        if _bare_lf_headers(fh, members):
+            stream = gzip.GzipFile(fileobj=fh) if members else fh
+            yield from self._lenient(stream)
+        else:
+            yield from self._fast(fh, members)
+
+    def _fast(self, fh, members: bool) -> Iterator[tuple[dict | None, dict | None]]:
+        find_next = _next_member if members else _next_version_line
+        start = 0 if _starts_record(fh, 0, members) else find_next(fh, 0)
+        if start is None:
+            yield None, self._file_drop("not_warc", "no WARC record header anywhere in the file")
+            return
+        if start > 0:
+            yield None, self._file_drop("corrupt_record", f"{start} bytes before the first WARC record")
+        while start is not None:
+            fh.seek(start)
+            last = None  # where the last record fastwarc parsed starts; every record type counts, so it is exact
+            try:
+                for record in ArchiveIterator(fh, parse_http=True, fsspec_args=False):
+                    last = record.stream_pos
+                    if record.record_type in WANTED_TYPES:
+                        self.records_seen += 1
+                        yield self._convert(record)
+                return
+            except OSError as e:
+                if last is None:  # the record at `start` is the one that cannot be parsed
+                    bad, start = start, find_next(fh, start + 1)
+                    cut_off = start is None and _record_end(fh, bad, members) is None
+                    yield None, self._bad_record(fh, bad, members, e, "truncated" if cut_off else None)
+                    continue
+                # The record after `last` is the bad one. If its header still reads as a record start, the next
+                # round starts there and fails at once (the branch above); if not, it lies between the end of
+                # `last` and the next record start, and is dropped here.
+                end, start = _record_end(fh, last, members), find_next(fh, last + 1)
+                if end is not None and (start is None or end < start) and _bytes_between(fh, end, start).strip():
+                    yield None, self._bad_record(fh, end, members, e, "truncated" if start is None else None)
+                elif start is None:
+                    yield None, self._file_drop("truncated", f"after the record at byte {last}: {e}")
+
+    def _lenient(self, stream) -> Iterator[tuple[dict | None, dict | None]]:
+        for record in warc_lenient.iter_records(stream):
+            if isinstance(record, warc_lenient.BadRecord):
+                where = f"{self.path}@{record.where}"
+                yield None, {"id": record.headers.get("WARC-Record-ID"), "url": _bare_uri(record.headers.get("WARC-Target-URI")),
+                             "reason": record.reason, "detail": f"{record} ({where})"}
+            elif record.record_type in WANTED_TYPES:
+                self.records_seen += 1
+                yield self._convert(record)
+
+    def _bad_record(self, fh, offset: int, members: bool, error: Exception, reason: str | None = None) -> dict:
+        """The drop for a record fastwarc could not parse, with the id and URL read from its raw header."""
+        head = _head_at(fh, offset, members)
+        message = str(error)
+        reason = reason or ("header_too_long" if "header length" in message else (
+            "malformed_header" if "Invalid WARC header" in message else "corrupt_record"))
+        rid, url = _RECORD_ID.search(head), _TARGET_URI.search(head)
+        return {
+            "id": rid.group(1).decode("utf-8", "replace").strip() if rid else None,
+            "url": _bare_uri(url.group(1).decode("utf-8", "replace")) if url else self.path,
+            "reason": reason,
+            "detail": f"{type(error).__name__}: {message} ({self.path}@{offset})",
+        }
+
     def _convert(self, record) -> tuple[dict | None, dict | None]:
         """Returns (row, None) for a usable record, (None, drop) for a bad one, (None, None) for a skipped one."""
-        url = record.headers.get("WARC-Target-URI")
+        url = _bare_uri(record.headers.get("WARC-Target-URI"))
         rid = record.record_id
         where = f"{self.path}@{record.stream_pos}"
 
@@ -149,6 +207,9 @@ class _Reader:
         if record.record_type == WarcRecordType.revisit:
             self.skipped["revisit"] += 1
             return None, None
+        length = (record.headers.get("Content-Length") or "").strip()
+        if not length.isdigit():  # fastwarc reads a length it cannot parse as 0, and the block as the next record
+            return drop("malformed_header", f"Content-Length {length!r}")
         if record.content_length > self.max_record_bytes:
             return drop("too_large", f"{record.content_length} bytes > max_record_bytes={self.max_record_bytes}")
         if record.http_headers is None:
@@ -180,32 +241,125 @@ class _Reader:
         return {"id": None, "url": self.path, "reason": reason, "detail": detail}
 
 
-def _find_next_member(fh, after: int, magic: bytes) -> int | None:
-    """Offset of the next record start at or after `after`, or None at end of file.
+WANTED_TYPES = (WarcRecordType.response, WarcRecordType.revisit)
+_VERSION_AT_LINE_START = re.compile(rb"(?:^|\n)(WARC/\d+\.\d+\r?\n)")
+_RECORD_ID = re.compile(rb"(?im)^WARC-Record-ID:[ \t]*([^\r\n]*)")
+_TARGET_URI = re.compile(rb"(?im)^WARC-Target-URI:[ \t]*([^\r\n]*)")
+_HEAD_BYTES = 4096
 
-    A gzip magic number can occur by chance inside compressed data, so a candidate counts only if it inflates to
-    a WARC header.
-    """
+
+def _bare_uri(uri: str | None) -> str | None:
+    """WARC 1.0's grammar (and its own examples, and wget) write the target URI in angle brackets; 1.1 does not."""
+    if uri is None:
+        return None
+    uri = uri.strip()
+    return uri[1:-1].strip() if uri.startswith("<") and uri.endswith(">") else uri
+
+
+def _head_at(fh, offset: int, members: bool, size: int = _HEAD_BYTES) -> bytes:
+    """Up to `size` bytes of the record starting at `offset` (inflated when the file is per-record gzip)."""
+    fh.seek(offset)
+    raw = fh.read(size if not members else 16 * size)
+    if not members:
+        return raw
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, size)
+    except zlib.error:
+        return b""
+
+
+def _bytes_between(fh, start: int, end: int | None, limit: int = 4096) -> bytes:
+    fh.seek(start)
+    return fh.read(limit if end is None else min(end - start, limit))
+
+
+def _starts_record(fh, offset: int, members: bool) -> bool:
+    return re.match(rb"WARC/\d+\.\d+\r?\n", _head_at(fh, offset, members, 64)) is not None
+
+
+def _next_member(fh, after: int) -> int | None:
+    """Offset of the next gzip member at or after `after` that inflates to a WARC header, or None at end of file.
+    (A gzip magic number can occur by chance inside compressed data.)"""
+    return _scan(fh, after, GZIP_MAGIC, lambda offset: _starts_record(fh, offset, True))
+
+
+def _next_version_line(fh, after: int) -> int | None:
+    """Offset of the next `WARC/x.y` line at or after `after` in an uncompressed stream, or None."""
+    return _scan(fh, after, b"WARC/", lambda offset: _starts_record(fh, offset, False), at_line_start=True)
+
+
+def _scan(fh, after: int, magic: bytes, confirm, at_line_start: bool = False) -> int | None:
     pos = after
     while True:
-        fh.seek(pos)
+        fh.seek(max(pos - 1, 0))
+        before = fh.read(1) if pos > 0 else b"\n"
         chunk = fh.read(_RESYNC_CHUNK + len(magic))
         if len(chunk) < len(magic):
             return None
         found = chunk.find(magic)
         while found >= 0:
-            if _starts_record(fh, pos + found, magic):
+            line_start = (chunk[found - 1 : found] if found else before) == b"\n"
+            if (line_start or not at_line_start) and confirm(pos + found):
                 return pos + found
             found = chunk.find(magic, found + 1)
         pos += len(chunk) - len(magic) + 1
 
 
-def _starts_record(fh, offset: int, magic: bytes) -> bool:
+def _one_gzip_stream(fh) -> bool:
+    """Whether a gzip file is one stream holding many records (ClueWeb09) rather than a member per record.
+
+    The first member is inflated (up to 1 MiB of output) and its first record's length read: a member that goes on
+    past that record holds more than one.
+    """
+    fh.seek(0)
+    inflate, out = zlib.decompressobj(16 + zlib.MAX_WBITS), b""
+    while len(out) < _RESYNC_CHUNK and not inflate.eof:
+        chunk = fh.read(1 << 16)
+        if not chunk:
+            break
+        try:
+            out += inflate.decompress(chunk, _RESYNC_CHUNK - len(out))
+        except zlib.error:
+            break
+    fh.seek(0)
+    end = _first_record_end(out)
+    return end is not None and bool(out[end:].strip(b"\r\n"))
+
+
+def _first_record_end(data: bytes, need_block: bool = True) -> int | None:
+    """End of the record that `data` starts with, from its header; with `need_block`, None unless `data` holds it."""
+    header_end = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=-1)
+    length = re.search(rb"(?im)^Content-Length:[ \t]*(\d+)", data[: max(header_end, 0)])
+    if header_end < 0 or not length:
+        return None
+    body = header_end + (4 if data[header_end : header_end + 4] == b"\r\n\r\n" else 2)
+    end = body + int(length.group(1))
+    return end if end <= len(data) or not need_block else None
+
+
+def _record_end(fh, offset: int, members: bool) -> int | None:
+    """Where the record starting at `offset` ends: its gzip member's end, or its header plus Content-Length when
+    uncompressed. None if that cannot be told (a corrupt member, a header without a length) or lies past the file."""
     fh.seek(offset)
-    head = fh.read(4096)
-    if magic == WARC_MAGIC:
-        return head.startswith(WARC_MAGIC)
-    try:
-        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, len(WARC_MAGIC)).startswith(WARC_MAGIC)
-    except zlib.error:
-        return False
+    if not members:
+        end = _first_record_end(fh.read(_HEAD_BYTES * 16), need_block=False)
+        return offset + end if end is not None else None
+    inflate, consumed = zlib.decompressobj(16 + zlib.MAX_WBITS), 0
+    while not inflate.eof:
+        chunk = fh.read(1 << 16)
+        if not chunk:
+            return None
+        try:
+            inflate.decompress(chunk)
+        except zlib.error:
+            return None
+        consumed += len(chunk)
+    return offset + consumed - len(inflate.unused_data)
+
+
+def _bare_lf_headers(fh, members: bool) -> bool:
+    """Whether the first record's version line ends in a bare LF (ClueWeb09, WARC/0.17-era files)."""
+    head = _head_at(fh, 0, members, 64)
+    fh.seek(0)
+    match = re.match(rb"\s*WARC/\d+\.\d+(\r?\n)", head)
+    return match is not None and match.group(1) == b"\n"
