@@ -64,3 +64,15 @@ def test_bare_lf_file_with_damage_in_the_middle(tmp_path):
     urls = EXPECTED["clueweb09.warc.gz"]["urls"]
     assert [r["url"] for r in kept] == [urls[0]] + urls[2:]
     assert [(d["reason"], d["url"]) for d in dropped] == [("malformed_header", urls[1]), ("corrupt_record", None)]
+
+
+def test_bare_lf_record_with_an_overlong_header_is_skipped_alone(tmp_path):
+    raw = gzip.decompress((DIALECTS / "clueweb09.warc.gz").read_bytes())
+    records = raw.split(b"\nWARC/0.18\n")
+    records[3] = records[3].replace(b"WARC-TREC-ID:", b"X-Note: " + b"y" * 100_000 + b"\nWARC-TREC-ID:", 1)
+    path = tmp_path / "long.warc.gz"
+    path.write_bytes(gzip.compress(b"\nWARC/0.18\n".join(records)))
+    kept, dropped = _read(path)
+    urls = EXPECTED["clueweb09.warc.gz"]["urls"]
+    assert [r["url"] for r in kept] == urls[:2] + urls[3:]
+    assert [(d["reason"], d["url"]) for d in dropped] == [("header_too_long", urls[2])]
