@@ -1,9 +1,9 @@
 """A forgiving WARC record parser for the files fastwarc will not read: bare-LF line endings (ClueWeb09's WARC/0.18,
-early Internet Archive WARC/0.17), stray blank lines between records, and Content-Length fields that are off.
+early Internet Archive WARC/0.17), with blank lines or stray bytes between records.
 
 It yields objects with the attributes pipeline.warc reads from a fastwarc record, so the same code turns both into
-rows and drops. It is plain Python (8,300 vs 20,500 docs/s for fastwarc on the same pages here), used only for files whose first header is not
-CRLF-terminated; standard files keep fastwarc's speed.
+rows and drops. It is plain Python (8,300 docs/s against fastwarc's 20,500 on the same pages here), used only for
+files whose first header is not CRLF-terminated; standard files keep fastwarc's speed.
 """
 
 from __future__ import annotations
