@@ -1,237 +1,196 @@
-"""URL filter after FineWeb's (datatrove's `URLFilter`): drops a page by its URL, before any text is extracted.
+"""URL filter by category, FineWeb's (datatrove's `URLFilter`) for adult: drops a page by its URL before any text
+is extracted. The lists of each category, and where they come from, are in pipeline/url_lists.py.
 
-A URL gets the first of these reasons that applies, checked in datatrove's order, or None (kept):
+A URL gets the first of these reasons that applies, or None (kept). The checks run in datatrove's order and, within
+a check, in the order the categories are given; a reason names its category, as "adult:domain":
 
-- "invalid_url": it has no host ("not a url", "", None);
-- "domain": its host or a parent domain of it is blocklisted. The host is lowercased, without port, userinfo or a
-  leading "www."; "https://WWW.A.B.Example.com:8080/x" checks a.b.example.com, b.example.com and example.com;
-- "url": the URL itself is blocklisted, compared lowercased without scheme, "www.", fragment and trailing "/",
-  and again without its query string;
-- "hard_blacklisted": a banned word is one of the URL's words (the lowercased URL split on non-alphanumerics);
-- "soft_blacklisted": at least `soft_word_threshold` (default 2) distinct soft-banned words are among those words;
-- "blacklisted_subword": a banned subword occurs in the lowercased URL with every non-alphanumeric removed. All
-  subwords are compiled into one trie-shaped regex: per URL, a host regex, a few set lookups and one search.
+- "invalid_url": no "scheme://" with a host ("not a url", "", None; datatrove would fail on an empty URL);
+- "{category}:domain": the host's registered domain is listed ("de.pornhub.com" -> "pornhub.com"; the public suffix
+  list decides it: "a.b.co.uk" -> "b.co.uk"); "{category}:subdomain": the whole host is listed. Exactly datatrove's
+  two checks, through the same tldextract, so a listed "b.example.com" blocks "b.example.com" but not
+  "a.b.example.com", and "www.x.com" is not "x.com";
+- "{category}:url": the URL is listed, compared as UT1 writes its entries (no scheme, "www.", fragment or trailing
+  "/"), and again without its query string (datatrove compares the raw URL, which UT1's scheme-less entries never
+  equal);
+- "{category}:hard_blacklisted": a banned word is one of the URL's words (split on non-alphanumerics);
+- "{category}:soft_blacklisted": at least `soft_word_threshold` (FineWeb: 2) distinct soft words are among them;
+- "{category}:blacklisted_subword": a banned subword occurs in the URL with every non-alphanumeric removed.
 
-The shipped lists, pipeline/data/url_blocklist/{domains,urls,banned_words,banned_subwords,soft_banned_words}.txt,
-are small and hand-curated after FineWeb's categories: one entry per line, "#" starts a comment. FineWeb blocks
-the "adult" category of the UT1 blocklist (https://dsi.ut-capitole.fr/blacklists/), several million domains,
-which this offline pipeline cannot download at run time. To use it, download it once and point the filter at it;
-its files have the same one-entry-per-line format:
+The URL is lowercased first (datatrove is case-sensitive: it keeps "https://WWW.PORNHUB.COM/", and its word checks
+miss "XXX"); on lowercase URLs, which is what crawls hold, its keep/drop decisions on adult and ours are the same
+(bench/bench_url_filter.py checks it), and on others ours are a superset.
 
-    wget https://dsi.ut-capitole.fr/blacklists/download/adult.tar.gz && tar xzf adult.tar.gz
-    URLFilter.from_dir("adult")        # reads adult/domains and adult/urls; the word lists stay the shipped ones
-    URLFilter.from_files(domains="adult/domains", urls=["adult/urls", "my_urls.txt"])
-
-Without code changes: set the pipeline's `url_blocklist_dir` setting to that folder (the stage calls
-`URLFilter.from_config(list_dir=...)`, which is `from_dir`). A file given replaces the shipped list of its kind
-(`add_to_shipped=True` adds to it instead); kinds not given keep the shipped list. `URLFilter(extra_domains=...)`
-and the other `extra_*`/word arguments add entries in code.
+The work is done a batch at a time in polars and numpy: the host and every parent of it are hashed and looked up in
+each category's sorted hash array at once; only hosts with a hit (rare in a crawl) go through tldextract to learn
+which of them is the registered domain. Words are matched with one join, subwords with Aho-Corasick
+(`str.contains_any`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-from collections.abc import Iterable
-from functools import lru_cache
-from importlib.resources import files
+import functools
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import polars as pl
 
 from pipeline.documents import Document
+from pipeline.public_suffix import public_suffixes
+from pipeline.url_lists import DEFAULT_CATEGORIES, CategoryLists, hash_strings, load_category, url_key
 
-KINDS = ("domains", "urls", "banned_words", "banned_subwords", "soft_banned_words")
-PathArg = str | os.PathLike | Iterable[str | os.PathLike] | None
-
-_HOST = re.compile(r"(?:[a-z][a-z0-9+.\-]*:)?//(?:[^@/?#]*@)?(\[[^\]/?#]*\]|[^:/?#]*)")
-_SCHEME = re.compile(r"(?:[a-z][a-z0-9+.\-]*:)?//")
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
-def _domain_key(host: str) -> str:
-    host = host.strip().strip(".").lower()
-    return host[4:] if host.startswith("www.") else host
+_SCHEME = r"^(?:[a-z0-9+.\-]+:)?//"  # tldextract's lenient rule: "//" after scheme characters and a colon, or first
+_UNICODE_DOTS = ("\u3002", "\uff0e", "\uff61")
+KINDS = ("domain", "subdomain", "url", "hard_blacklisted", "soft_blacklisted", "blacklisted_subword")
 
 
-def _url_key(url: str) -> str:
-    key = url.strip().lower()
-    m = _SCHEME.match(key)
-    key = (key[m.end() :] if m else key).split("#", 1)[0]
-    return (key[4:] if key.startswith("www.") else key).rstrip("/")
+def _before(s: pl.Series, sep: str) -> pl.Series:
+    return s.str.splitn(sep, 2).struct.field("field_0")
 
 
-def _word_key(word: str) -> str:
-    return _NON_ALNUM.sub("", word.lower())
+def hosts(urls: pl.Series) -> pl.Series:
+    """The host of each lowercased URL as tldextract reads it (no userinfo, port or trailing dot); "" if none."""
+    authority = _before(_before(_before(urls.str.replace(_SCHEME, ""), "/"), "?"), "#")
+    if authority.str.contains("@", literal=True).any():
+        authority = authority.str.replace(r"^.*@", "")
+    host = authority.str.replace(r":.*", "")
+    if authority.str.starts_with("[").any():  # an IPv6 literal keeps its colons
+        bracketed = authority.str.extract(r"^(\[[^\]]*\])", 1)
+        host = pl.select(pl.when(bracketed.is_not_null()).then(bracketed).otherwise(host)).to_series()
+    host = host.str.strip_chars().str.strip_chars_end("." + "".join(_UNICODE_DOTS))
+    for dot in _UNICODE_DOTS:
+        if host.str.contains(dot, literal=True).any():
+            host = host.str.replace_all(dot, ".", literal=True)
+    return pl.select(pl.when(urls.str.contains(_SCHEME)).then(host).otherwise(pl.lit(""))).to_series().fill_null("")
 
 
-_KEYS = {"domains": _domain_key, "urls": _url_key} | {k: _word_key for k in KINDS[2:]}
-
-
-def parse_list(lines: Iterable[str], kind: str) -> set[str]:
-    """Entries of one list, normalized for `kind`: blank lines, "# ..." lines and " # ..." tails are skipped."""
-    key, out = _KEYS[kind], set()
-    for line in lines:
-        line = line.split(" #", 1)[0].strip()
-        if line and not line.startswith("#") and (entry := key(line)):
-            out.add(entry)
-    return out
-
-
-def read_list(path: str | os.PathLike, kind: str) -> set[str]:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return parse_list(f, kind)
-
-
-@lru_cache(maxsize=None)
-def shipped_list(kind: str) -> frozenset[str]:
-    """The list shipped in pipeline/data/url_blocklist/{kind}.txt (empty if there is none)."""
-    resource = files("pipeline") / "data" / "url_blocklist" / f"{kind}.txt"
-    text = resource.read_text(encoding="utf-8") if resource.is_file() else ""
-    return frozenset(parse_list(text.splitlines(), kind))
-
-
-def _trie_regex(words: Iterable[str]) -> re.Pattern | None:
-    """One regex matching wherever any of `words` occurs, shaped as a trie: r"p(?:orn|ussy)", not r"porn|pussy"."""
-    trie: dict = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict) -> str:
-        if "" in node:  # a word ends here: for `search`, longer words through this node add nothing
-            return ""
-        alts = [re.escape(ch) + build(child) for ch, child in sorted(node.items())]
-        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-
-    return re.compile(build(trie)) if trie else None
+def _word_pattern(words: frozenset[str]) -> str | None:
+    """A regex for any of `words` as a whole word of a URL whose non-alphanumerics are spaces (so \\b is exact)."""
+    return r"\b(?:" + "|".join(sorted(words, key=lambda w: (-len(w), w))) + r")\b" if words else None
 
 
 class URLFilter:
-    """Drops documents by `metadata["url"]`; see the module docstring for the reasons and the lists."""
+    """Drops documents by `metadata["url"]`; see the module docstring for the reasons."""
 
     name = "url"
-    domains: frozenset[str]
-    urls: frozenset[str]
-    banned_words: frozenset[str]
-    banned_subwords: frozenset[str]
-    soft_banned_words: frozenset[str]
 
     def __init__(
         self,
+        categories: Sequence[str | CategoryLists] = DEFAULT_CATEGORIES,
         *,
-        extra_domains: Iterable[str] | None = None,
-        extra_urls: Iterable[str] | None = None,
-        banned_words: Iterable[str] | None = None,
-        banned_subwords: Iterable[str] | None = None,
-        soft_banned_words: Iterable[str] | None = None,
+        lists: str | None = None,
         soft_word_threshold: int = 2,
-        use_shipped_lists: bool = True,
+        storage_options: dict | None = None,
+        cache_dir: str | None = None,
     ):
+        """`categories`: names (their shipped lists plus `{lists}/{name}/`, see url_lists.load_category) or lists
+        made in code (`CategoryLists.of`), in the order their reasons win."""
         if soft_word_threshold < 1:
             raise ValueError(f"soft_word_threshold must be >= 1, got {soft_word_threshold}")
-        extras = (extra_domains, extra_urls, banned_words, banned_subwords, soft_banned_words)
-        self.sources: dict[str, str] = {}  # where each list came from, for describe()
-        for kind, extra in zip(KINDS, extras):  # sets self.domains, self.urls, self.banned_words, ...
-            shipped = shipped_list(kind) if use_shipped_lists else frozenset()
-            added = parse_list([extra] if isinstance(extra, str) else extra or (), kind)
-            setattr(self, kind, shipped | added)
-            self.sources[kind] = "+".join(["shipped"] * use_shipped_lists + ["extra"] * bool(added)) or "none"
+        if not categories:
+            raise ValueError("URLFilter needs at least one category")
+        self.categories = [
+            c if isinstance(c, CategoryLists) else load_category(c, lists, storage_options, cache_dir) for c in categories
+        ]
+        names = self.category_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"a category is given twice: {names}")
         self.soft_word_threshold = soft_word_threshold
-        self._subword_re = _trie_regex(self.banned_subwords)
+        self._hard = [_word_pattern(c.banned_words) for c in self.categories]
+        self._soft = [_word_pattern(c.soft_banned_words) for c in self.categories]
+        self._subwords = [sorted(c.banned_subwords) for c in self.categories]
+        self._labels = np.array([f"{c}:{kind}" for kind in KINDS for c in names] + ["invalid_url", None], dtype=object)
 
-    @classmethod
-    def from_files(
-        cls,
-        *,
-        domains: PathArg = None,
-        urls: PathArg = None,
-        banned_words: PathArg = None,
-        banned_subwords: PathArg = None,
-        soft_banned_words: PathArg = None,
-        soft_word_threshold: int = 2,
-        add_to_shipped: bool = False,
-    ) -> URLFilter:
-        """Lists read from files (one path or several per kind): each replaces the shipped list of its kind, or
-        adds to it with `add_to_shipped=True`; kinds given no file keep the shipped list."""
-        lists, sources = [], {}
-        for kind, arg in zip(KINDS, (domains, urls, banned_words, banned_subwords, soft_banned_words)):
-            paths = [os.fspath(a) for a in ([arg] if isinstance(arg, (str, os.PathLike)) else arg or ())]
-            entries = set(shipped_list(kind)) if add_to_shipped or not paths else set()
-            for path in paths:
-                entries |= read_list(path, kind)
-            lists.append(entries)
-            sources[kind] = "+".join((["shipped"] if add_to_shipped or not paths else []) + paths)
-        names = ("extra_domains", "extra_urls", "banned_words", "banned_subwords", "soft_banned_words")
-        made = cls(**dict(zip(names, lists)), soft_word_threshold=soft_word_threshold, use_shipped_lists=False)
-        made.sources = sources
-        return made
+    @property
+    def category_names(self) -> list[str]:
+        return [c.name for c in self.categories]
 
-    @classmethod
-    def from_dir(cls, directory: str | os.PathLike, **kwargs) -> URLFilter:
-        """Reads whichever of `{kind}` or `{kind}.txt` exist in `directory` (UT1's adult/ has domains and urls)."""
-        found = {}
-        for kind in KINDS:
-            for name in (kind, f"{kind}.txt"):
-                if os.path.isfile(path := os.path.join(directory, name)):
-                    found.setdefault(kind, []).append(path)
-        if not found:
-            raise FileNotFoundError(f"no blocklist files ({', '.join(KINDS)}) in {directory}")
-        return cls.from_files(**found, **kwargs)
+    def describe(self) -> dict:
+        """Per category: list sizes, sources and cache keys; for a stage's recorded config."""
+        return {
+            "categories": {c.name: c.describe() for c in self.categories},
+            "soft_word_threshold": self.soft_word_threshold,
+        }
 
-    @classmethod
-    def from_config(cls, list_dir: str | os.PathLike | None = None, soft_word_threshold: int = 2) -> URLFilter:
-        """The shipped lists, or those in `list_dir` (see `from_dir`) where one is given."""
-        if list_dir is None:
-            return cls(soft_word_threshold=soft_word_threshold)
-        return cls.from_dir(list_dir, soft_word_threshold=soft_word_threshold)
+    def reasons(self, urls: pl.Series | Iterable[str | None]) -> pl.Series:
+        """The drop reason of each URL, null where it is kept."""
+        raw = urls if isinstance(urls, pl.Series) else pl.Series(list(urls), dtype=pl.String)
+        u = raw.cast(pl.String).fill_null("").str.strip_chars().str.to_lowercase()
+        host = hosts(u)
+        valid = (host != "").to_numpy()
+        # code = kind * categories + category; the last label is None (kept), the one before it "invalid_url"
+        code = np.full(len(u), len(self._labels) - 2, dtype=np.int64)
+        u, host = u.filter(valid), host.filter(valid)
+        ours = np.full(len(u), len(self._labels) - 1, dtype=np.int64)
+        decided = np.zeros(len(u), dtype=bool)
+        spaced = functools.cache(lambda: u.str.replace_all(r"[^a-z0-9]+", " "))  # datatrove's word split
+        domain = functools.cache(lambda: self._domain_categories(host))
+        checks = (  # in KINDS order, each run only while some URL is undecided
+            lambda: domain()[0], lambda: domain()[1], lambda: self._url_categories(u),
+            lambda: self._hard_categories(spaced()),
+            lambda: self._soft_categories(spaced()), lambda: self._subword_categories(spaced()),
+        )  # fmt: skip
+        for kind, first_category in enumerate(checks):
+            if decided.all():
+                break
+            found = first_category()
+            hit = ~decided & (found >= 0)
+            ours[hit] = kind * len(self.categories) + found[hit]
+            decided |= hit
+        code[valid] = ours
+        return pl.Series("reason", self._labels[code].tolist(), dtype=pl.String)
 
-    def describe(self) -> dict[str, dict]:
-        """Per list: where it came from, its size and a digest of its entries, for a stage's recorded config."""
-        out = {}
-        for kind in KINDS:
-            entries = sorted(getattr(self, kind))
-            digest = hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
-            out[kind] = {"source": self.sources[kind], "entries": len(entries), "sha256_16": digest}
-        return out
+    def _domain_categories(self, host: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(first category listing the host's registered domain, first listing the whole host) per host, -1 for
+        none; as datatrove's two checks, both only for a host with a registered domain."""
+        unique = host.unique()
+        registered, level = public_suffixes().registered_domains(unique)
+        has = level > 0
+        whole = hash_strings(unique)
+        domain = self._first_category((has & c.domains.contains(registered) for c in self.categories), len(unique))
+        subdomain = self._first_category((has & c.domains.contains(whole) for c in self.categories), len(unique))
+        table = pl.DataFrame({"host": unique, "domain": domain, "subdomain": subdomain})
+        rows = host.to_frame("host").join(table, on="host", how="left", maintain_order="left")
+        return rows["domain"].to_numpy(), rows["subdomain"].to_numpy()
 
-    def _domain_blocked(self, host: str) -> bool:
-        if host in self.domains:
-            return True
-        if host[-1].isdigit() or host[0] == "[":  # an IP address has no parent domains
-            return False
-        while (i := host.find(".")) >= 0 and host.find(".", i + 1) >= 0:  # stop before the bare TLD
-            host = host[i + 1 :]
-            if host in self.domains:
-                return True
-        return False
+    def _first_category(self, masks: Iterable[np.ndarray], n: int) -> np.ndarray:
+        """Index of the first category whose mask is True, -1 where none is."""
+        first = np.full(n, -1, dtype=np.int64)
+        for i, mask in reversed(list(enumerate(masks))):
+            first[mask] = i
+        return first
+
+    def _url_categories(self, u: pl.Series) -> np.ndarray:
+        if not any(len(c.urls) for c in self.categories):
+            return np.full(len(u), -1, dtype=np.int64)
+        key = url_key(u)
+        whole, path = hash_strings(key), hash_strings(_before(key, "?").str.strip_chars_end("/"))
+        return self._first_category((c.urls.contains(whole) | c.urls.contains(path) for c in self.categories), len(u))
+
+    def _hard_categories(self, spaced: pl.Series) -> np.ndarray:
+        masks = (spaced.str.contains(p).to_numpy() if p else np.zeros(len(spaced), dtype=bool) for p in self._hard)
+        return self._first_category(masks, len(spaced))
+
+    def _soft_categories(self, spaced: pl.Series) -> np.ndarray:
+        """First category with at least `soft_word_threshold` distinct soft words among the URL's words."""
+        masks = (
+            (spaced.str.extract_all(p).list.n_unique() >= self.soft_word_threshold).to_numpy()
+            if p else np.zeros(len(spaced), dtype=bool)
+            for p in self._soft
+        )  # fmt: skip
+        return self._first_category(masks, len(spaced))
+
+    def _subword_categories(self, spaced: pl.Series) -> np.ndarray:
+        squashed = spaced.str.replace_all(" ", "", literal=True)
+        masks = (squashed.str.contains_any(s).to_numpy() if s else np.zeros(len(spaced), dtype=bool) for s in self._subwords)
+        return self._first_category(masks, len(spaced))
 
     def reason(self, url: str | None) -> str | None:
         """Why `url` is dropped, or None if it is kept."""
-        url = (url or "").strip().lower()
-        m = _HOST.match(url)
-        host = _domain_key(m.group(1)) if m else ""
-        if not host:
-            return "invalid_url"
-        if self._domain_blocked(host):
-            return "domain"
-        if self.urls:
-            key = _url_key(url)
-            if key in self.urls or key.split("?", 1)[0].rstrip("/") in self.urls:
-                return "url"
-        words = set(_NON_ALNUM.split(url))
-        if not words.isdisjoint(self.banned_words):
-            return "hard_blacklisted"
-        if len(words & self.soft_banned_words) >= self.soft_word_threshold:
-            return "soft_blacklisted"
-        if self._subword_re is not None and self._subword_re.search(_NON_ALNUM.sub("", url)):
-            return "blacklisted_subword"
-        return None
+        return self.reasons([url])[0]
 
     def filter_urls(self, urls: Iterable[str | None]) -> list[str | None]:
         """The drop reason, or None to keep, for each URL in order."""
-        reason = self.reason
-        return [reason(u) for u in urls]
+        return self.reasons(urls).to_list()
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         reason = self.reason(doc.metadata.get("url"))
