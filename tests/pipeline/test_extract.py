@@ -169,6 +169,11 @@ def test_boilerplate_classes_go_unless_they_hold_the_article(prose):
     # an article inside a wrapper whose class names a boilerplate role is kept: it holds three paragraphs
     wrapped = f"<html><body><div class='post-author-wrapper'>{ARTICLE(prose) * 3}</div></body></html>"
     assert extract_text(wrapped).count(prose) == 3
+    # "date" counts only where a class word starts: a live blog's one-paragraph "update" entries stay
+    live = "<div class='post-date'>May 5, 2024</div>" + "".join(
+        f"<div class='live-update'><p>Update {i}: {prose}</p></div>" for i in range(3))
+    text = extract_text(f"<html><body><article>{live}</article></body></html>")
+    assert text.count(prose) == 3 and "May 5" not in text
 
 
 def test_a_page_with_no_main_content_gives_empty_text():
