@@ -81,9 +81,9 @@ class Block:
         return "".join(self.parts) if self.kind == "pre" else "".join(self.parts).strip()
 
 
-def extract_article(html: str | HTMLTree) -> str:
+def extract_article(html: str) -> str:
     """Main text of a page, boilerplate cut; '' when nothing is left."""
-    tree = HTMLTree.parse(html) if isinstance(html, str) else html
+    tree = HTMLTree.parse(html)
     if tree.body is None:
         return ""
     for _ in range(MAX_EMBEDS):
