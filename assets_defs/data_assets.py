@@ -23,19 +23,23 @@ def warc_records(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
     return run_stage(context, settings, "warc_records", outputs, {"files": files, "max_record_bytes": settings.max_record_bytes})
 
 
-@shard_asset("url_filtered", ["warc_records"], "Drops blocklisted domains and URLs with banned words (FineWeb).")
+@shard_asset("url_filtered", ["warc_records"], "Drops URLs by category: listed domains and URLs, banned words (FineWeb).")
 def url_filtered(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
-    url_filter = URLFilter.from_config(list_dir=settings.url_blocklist_dir, soft_word_threshold=settings.soft_word_threshold)
+    url_filter = URLFilter(
+        settings.url_categories,
+        lists=settings.url_lists,
+        soft_word_threshold=settings.soft_word_threshold,
+        storage_options=settings.storage_options(settings.url_lists) if settings.url_lists else None,
+    )
 
     def transform(df: pl.DataFrame):
-        reasons = url_filter.filter_urls(df["url"].to_list())
-        keep = pl.Series([r is None for r in reasons], dtype=pl.Boolean)
-        dropped = [{"id": i, "url": u, "reason": r} for i, u, r in zip(df["id"], df["url"], reasons) if r is not None]
-        return df.filter(keep), exclusions(dropped, "url_filtered"), Counter()
+        reasons = url_filter.reasons(df["url"])
+        dropped = df.select("id", "url").with_columns(reason=reasons).filter(pl.col("reason").is_not_null())
+        return df.filter(reasons.is_null()), exclusions(dropped.to_dicts(), "url_filtered"), Counter()
 
     outputs = map_parts(settings.store(), "warc_records", crawl, shard, transform)
-    stage_config = {"lists": url_filter.describe(), "soft_word_threshold": settings.soft_word_threshold}
+    stage_config = {"url_filter": url_filter.describe(), "url_lists": settings.url_lists}
     return run_stage(context, settings, "url_filtered", outputs, stage_config)
 
 

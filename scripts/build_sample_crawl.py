@@ -175,11 +175,13 @@ PII_PAGES = [  # (url, title, prose, pii strings, decoy strings)
       "robert.king@example.com"], ["1,234,567", "15/03/2024", "10.0.0.5"]),
 ]
 
-SPAM = [  # (url, reason at url_filtered)
-    ("https://www.pornhub.com/view_video.php?viewkey=ph5f3a", "domain"),
-    ("https://cheap-deals.example.com/xxx/free-clips.html", "hard_blacklisted"),
-    ("https://www.bestpornsite.example.org/index.html", "blacklisted_subword"),
-    ("https://dating.example.net/sexy-nude-escort-girls.html", "soft_blacklisted"),
+SPAM = [  # (url, stage that drops it, reason there)
+    ("https://www.pornhub.com/view_video.php?viewkey=ph5f3a", "url_filtered", "adult:domain"),
+    ("https://cheap-deals.example.com/xxx/free-clips.html", "url_filtered", "adult:hard_blacklisted"),
+    # FineWeb's lists hold no "bestpornsite" ("porn" is a whole-word ban, its subwords are phrases): the page's
+    # repetitive text is what drops it
+    ("https://www.bestpornsite.example.org/index.html", "quality_filtered", None),
+    ("https://dating.example.net/sexy-nude-escort-girls.html", "url_filtered", "adult:soft_blacklisted"),
 ]
 
 LOREM = """Welcome to the demo site of Sunrise, a clean and simple theme for small business websites. This page
@@ -200,8 +202,8 @@ from the cookery school now makes the croissants, and the déjà vu you feel on 
 def text_cases(rng: random.Random) -> list[Page]:
     """Pages for the URL, PII, language and quality filters."""
     spam = html_doc("Free videos", "Hot singles near you! Free clips, no sign-up, click here now!").encode()
-    pages = [Page(url, spam, case="spam_url", expect="dropped by the URL filter", expect_stage="url_filtered",
-                  expect_reason=reason) for url, reason in SPAM]
+    pages = [Page(url, spam, case="spam_url", expect=f"dropped at {stage}", expect_stage=stage, expect_reason=reason)
+             for url, stage, reason in SPAM]
     for url, title, text, pii, decoys in PII_PAGES:
         assert all(s in " ".join(text.split()) for s in pii + decoys), url
         pages.append(Page(url, html_doc(title, text).encode(), case="pii", pii=pii, decoys=decoys,
