@@ -46,7 +46,9 @@ class PublicSuffixes:
                 else:
                     ends.add(form)
         self.depth = max(len(r.split(".")) for r in rules)
-        self._sets = [HashedList.build(pl.Series(sorted(s), dtype=pl.String), "psl") for s in (nodes, ends, wildcards, exceptions)]
+        self._sets = [
+            HashedList.build(pl.Series(sorted(s), dtype=pl.String), "psl") for s in (nodes, ends, wildcards, exceptions)
+        ]
 
     def registered_domains(self, hosts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """(hash of each host's registered domain, its label count) for lowercased hosts; count 0 where it has none."""

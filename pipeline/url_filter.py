@@ -7,8 +7,9 @@ a check, in the order the categories are given; a reason names its category, as 
 - "invalid_url": no "scheme://" with a host ("not a url", "", None; datatrove would fail on an empty URL);
 - "{category}:domain": the host's registered domain is listed ("de.pornhub.com" -> "pornhub.com"; the public suffix
   list decides it: "a.b.co.uk" -> "b.co.uk"); "{category}:subdomain": the whole host is listed. Exactly datatrove's
-  two checks, through the same tldextract, so a listed "b.example.com" blocks "b.example.com" but not
-  "a.b.example.com", and "www.x.com" is not "x.com";
+  two checks with tldextract's public suffix list (pipeline/public_suffix.py), so a listed "b.example.com" blocks
+  "b.example.com" but not "a.b.example.com", "www.x.com" is not "x.com", and a host with no public suffix
+  ("blocked.test", an IP address) is never blocked by domain;
 - "{category}:url": the URL is listed, compared as UT1 writes its entries (no scheme, "www.", fragment or trailing
   "/"), and again without its query string (datatrove compares the raw URL, which UT1's scheme-less entries never
   equal);
@@ -20,10 +21,10 @@ The URL is lowercased first (datatrove is case-sensitive: it keeps "https://WWW.
 miss "XXX"); on lowercase URLs, which is what crawls hold, its keep/drop decisions on adult and ours are the same
 (bench/bench_url_filter.py checks it), and on others ours are a superset.
 
-The work is done a batch at a time in polars and numpy: the host and every parent of it are hashed and looked up in
-each category's sorted hash array at once; only hosts with a hit (rare in a crawl) go through tldextract to learn
-which of them is the registered domain. Words are matched with one join, subwords with Aho-Corasick
-(`str.contains_any`).
+The work is done a batch at a time in polars and numpy, never a Python loop over URLs: each host's registered
+domain is found by a vectorised walk of the public suffix list, then it and the host are looked up, as 64-bit
+hashes, in each category's sorted hash array; words are whole-word regexes over the URL with its non-alphanumerics
+made spaces, subwords Aho-Corasick (`str.contains_any`) over it with them removed.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class URLFilter:
         if not categories:
             raise ValueError("URLFilter needs at least one category")
         self.categories = [
-            c if isinstance(c, CategoryLists) else load_category(c, lists, storage_options, cache_dir) for c in categories
+            c if isinstance(c, CategoryLists) else load_category(c, lists, storage_options, cache_dir)
+            for c in categories
         ]
         names = self.category_names
         if len(set(names)) != len(names):
@@ -181,7 +183,8 @@ class URLFilter:
 
     def _subword_categories(self, spaced: pl.Series) -> np.ndarray:
         squashed = spaced.str.replace_all(" ", "", literal=True)
-        masks = (squashed.str.contains_any(s).to_numpy() if s else np.zeros(len(spaced), dtype=bool) for s in self._subwords)
+        none = np.zeros(len(spaced), dtype=bool)
+        masks = (squashed.str.contains_any(s).to_numpy() if s else none for s in self._subwords)
         return self._first_category(masks, len(spaced))
 
     def reason(self, url: str | None) -> str | None:

@@ -133,7 +133,8 @@ class HashedList:
 
     @functools.cached_property
     def _bucket_offsets(self) -> np.ndarray:
-        counts = np.bincount((self.hashes >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64), minlength=1 << _BUCKET_BITS)
+        buckets = (self.hashes >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+        counts = np.bincount(buckets, minlength=1 << _BUCKET_BITS)
         return np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
 
     @classmethod
@@ -231,7 +232,8 @@ def datatrove_adult(cache_dir: str | None = None) -> CategoryLists:
     try:
         assets = files("datatrove") / "assets"
     except ModuleNotFoundError as e:
-        raise ModuleNotFoundError("the adult category reads its lists from the datatrove package: pip install datatrove") from e
+        message = "the adult category reads its lists from the datatrove package (pip install datatrove)"
+        raise ModuleNotFoundError(message) from e
     tarball = assets / DATATROVE_TARBALL
     with tarball.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()  # 18 MB read in blocks: ~40 ms a load
@@ -275,7 +277,9 @@ def shipped(name: str, cache_dir: str | None = None) -> CategoryLists:
     )
 
 
-def from_ut1_folder(lists: str, name: str, storage_options: dict | None = None, cache_dir: str | None = None) -> CategoryLists:
+def from_ut1_folder(
+    lists: str, name: str, storage_options: dict | None = None, cache_dir: str | None = None
+) -> CategoryLists:
     """`{lists}/{name}/domains` and `urls` (a local folder or an s3:// prefix); an absent file is an empty list."""
     fs, root = fsspec.core.url_to_fs(lists, **(storage_options or {}))
     out = CategoryLists(name)
@@ -286,7 +290,8 @@ def from_ut1_folder(lists: str, name: str, storage_options: dict | None = None, 
         info = fs.info(path)
         version = info.get("ETag") or info.get("mtime") or info.get("LastModified") or info.get("created")
         uri = f"{lists.rstrip('/')}/{name}/{kind}"
-        hashed = cached_list(f"{uri}\nsize={info.get('size')} version={version}", lambda p=path: fs.cat_file(p), normalise, cache_dir)
+        identity = f"{uri}\nsize={info.get('size')} version={version}"
+        hashed = cached_list(identity, lambda p=path: fs.cat_file(p), normalise, cache_dir)
         out = out | CategoryLists(name, **{kind: hashed})
     return out
 
