@@ -34,9 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     crawl = sub.add_parser("crawl", help="manage registered crawls")
     crawl_sub = crawl.add_subparsers(dest="crawl_command", required=True)
     add = crawl_sub.add_parser("add", help="register a crawl source and its shards")
-    add.add_argument("name")
-    add.add_argument("source")
+    add.add_argument("name", help="crawl name; a Common Crawl dump id (CC-MAIN-2024-10) alone adds that dump")
+    add.add_argument("source", nargs="?", help="folder, s3:// prefix, warc.paths.gz listing or CC-MAIN-YYYY-WW dump")
     add.add_argument("--files-per-shard", type=int, default=None)
+    add.add_argument(
+        "--base-url",
+        default=None,
+        help="where a dump's listing and WARC files are read: https://data.commoncrawl.org/ (default), "
+        "s3://commoncrawl/ (signed with your AWS credentials) or a mirror; overrides commoncrawl_base_url",
+    )
     _common(add)
     listing = crawl_sub.add_parser("list", help="list registered crawls")
     _common(listing)
@@ -248,19 +254,30 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
 
 def cmd_crawl(args) -> int:
     from assets_defs.partitions import register_partitions
+    from pipeline.remote import FetchFailed
+    from pipeline.sources import is_common_crawl_dump
 
     config = load_config(args.config, args.data)
     sections = {s: load_section(args.config, s) for s in TRAINING_SECTIONS}  # checked before any work starts
     registry = config.registry()
     if args.crawl_command == "add":
-        crawl, new = registry.add(args.name, args.source, args.files_per_shard)
+        source = args.source or (args.name if is_common_crawl_dump(args.name) else None)
+        if source is None:
+            raise ValueError(f"crawl {args.name!r} needs a source (only a CC-MAIN-YYYY-WW dump id can stand alone)")
+        try:
+            crawl, new = registry.add(args.name, source, args.files_per_shard, base=args.base_url)
+        except FetchFailed as e:  # the listing could not be fetched, retries included
+            console.print(f"[red]error:[/red] {e}")
+            return 2
         register_partitions(_instance(), crawl.name, crawl.shard_keys)
-        console.print(f"crawl {crawl.name}: {len(crawl.shards)} shard(s), {len(new)} new, source {crawl.source}")
+        where = f", read from {crawl.base}" if crawl.listed else ""
+        console.print(f"crawl {crawl.name}: {len(crawl.shards)} shard(s), {len(new)} new, source {crawl.source}{where}")
         return 0
     for name in registry.names():
         crawl = registry.get(name)
         files = sum(len(s) for s in crawl.shards)
-        print(f"{name}\t{len(crawl.shards)} shards\t{files} files\t{crawl.source}")
+        where = f"\t{crawl.base}" if crawl.listed else ""
+        print(f"{name}\t{len(crawl.shards)} shards\t{files} files\t{crawl.source}{where}")
     return 0
 
 

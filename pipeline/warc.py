@@ -21,6 +21,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from pipeline import warc_lenient
 from pipeline.documents import RECORD_SCHEMA, exclusions
+from pipeline.remote import FetchFailed, FetchPolicy, is_local, open_remote
 from pipeline.stages import PartOutput, content_bytes
 
 STAGE = "warc_records"
@@ -43,19 +44,40 @@ def read_warc(
     path: str,
     *,
     storage_options: dict | None = None,
+    fetch: FetchPolicy | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     batch_size: int = 10_000,
 ) -> Iterator[WarcBatch]:
-    """Yields batches of HTML response records from one WARC file (local path or any fsspec URL)."""
+    """Yields batches of HTML response records from one WARC file (local path or any fsspec URL).
+
+    A remote file streams through range requests retried on transient errors (`fetch`, see pipeline.remote); one
+    that still fails becomes a `fetch_failed` drop naming the status, the offset and the attempts, after the
+    records read before the failure, so the shard's other files go on.
+    """
     reader = _Reader(path, max_record_bytes)
+    options = storage_options or {}
+    empty = pl.DataFrame(schema=RECORD_SCHEMA)
     try:
-        fh = fsspec.open(path, "rb", **(storage_options or {})).open()
+        fh = fsspec.open(path, "rb", **options).open() if is_local(path, options) else open_remote(path, options, fetch)
     except FileNotFoundError as e:  # a listed file that is gone costs that file, not the shard
         missing = reader._file_drop("missing_file", str(e))
-        yield WarcBatch(pl.DataFrame(schema=RECORD_SCHEMA), exclusions([missing], STAGE))
+        yield WarcBatch(empty, exclusions([missing], STAGE))
         return
+    except FetchFailed as e:
+        yield WarcBatch(empty, exclusions([reader._file_drop("fetch_failed", str(e))], STAGE))
+        return
+    kept, reported = 0, False
     with fh:
         for rows, drops in reader.iterate(fh, batch_size):
+            failure = getattr(fh, "failure", None)
+            if failure is not None:
+                # the reader took the failed fetch for the end of the file: its file-level guess is not the cause
+                drops = [d for d in drops if d["id"] is not None]
+                if not reported:
+                    reported = True
+                    detail = f"{failure}; the file stops at byte {fh.failed_at} of {fh.size}, {kept + len(rows)} records kept before it"
+                    drops.append(reader._file_drop("fetch_failed", detail))
+            kept += len(rows)
             yield WarcBatch(
                 records=pl.DataFrame(rows, schema=RECORD_SCHEMA),
                 dropped=exclusions(drops, STAGE),

@@ -7,7 +7,14 @@ import gzip
 import pytest
 
 from conftest import write_warc
-from pipeline.sources import SAMPLE_SOURCE, Crawl, CrawlRegistry, list_source_files
+from pipeline.sources import (
+    SAMPLE_SOURCE,
+    Crawl,
+    CrawlRegistry,
+    dump_listing,
+    is_common_crawl_dump,
+    list_source_files,
+)
 from pipeline.storage import Store
 
 
@@ -34,21 +41,49 @@ def test_missing_source_and_file_source_are_clear_errors(tmp_path):
         list_source_files(str(f))
 
 
-def test_common_crawl_listing_is_read_and_keys_become_bucket_uris(tmp_path):
+def test_listing_keys_are_joined_to_the_base_the_crawl_was_added_with(tmp_path):
     listing = tmp_path / "warc.paths.gz"
-    listing.write_bytes(gzip.compress(b"crawl-data/CC-MAIN-2024-10/segments/1/warc/b.warc.gz\ncrawl-data/CC-MAIN-2024-10/segments/1/warc/a.warc.gz\n"))
-    files = list_source_files(str(listing))
-    assert files == [
-        "s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/1/warc/a.warc.gz",
-        "s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/1/warc/b.warc.gz",
+    keys = ["crawl-data/CC-MAIN-2024-10/segments/1/warc/b.warc.gz", "crawl-data/CC-MAIN-2024-10/segments/1/warc/a.warc.gz"]
+    listing.write_bytes(gzip.compress("\n".join([*keys, "s3://elsewhere/c.warc.gz", ""]).encode()))
+    assert list_source_files(str(listing)) == [*sorted(keys), "s3://elsewhere/c.warc.gz"]
+    registry = CrawlRegistry(Store(str(tmp_path / "data")), base_url="https://mirror.example/cc")
+    crawl, new = registry.add("cc", str(listing))
+    assert new == ["00000"] and crawl.files_per_shard == 100 and crawl.base == "https://mirror.example/cc"
+    assert crawl.files("00000") == [
+        "https://mirror.example/cc/crawl-data/CC-MAIN-2024-10/segments/1/warc/a.warc.gz",
+        "https://mirror.example/cc/crawl-data/CC-MAIN-2024-10/segments/1/warc/b.warc.gz",
+        "s3://elsewhere/c.warc.gz",  # a full URI in a listing stays as it is
     ]
-    crawl = Crawl("CC-MAIN-2024-10", str(listing), files_per_shard=100)
-    assert crawl.add_files(files) == ["00000"] and crawl.files("00000") == files
+    # the base is recorded: another default later does not move the crawl, an explicit base does
+    later = CrawlRegistry(registry.store, base_url="https://data.commoncrawl.org/")
+    assert later.get("cc").files("00000")[0].startswith("https://mirror.example/cc/crawl-data/")
+    crawl, new = later.add("cc", str(listing), base="s3://commoncrawl/")
+    assert new == [] and later.get("cc").files("00000")[0] == "s3://commoncrawl/" + sorted(keys)[0]
+
+
+def test_dump_id_names_its_listing_under_the_base():
+    crawl = Crawl("CC-MAIN-2024-10", "CC-MAIN-2024-10", base="https://data.commoncrawl.org/")
+    assert crawl.listed and is_common_crawl_dump(crawl.source) and not is_common_crawl_dump("CC-MAIN-24")
+    assert crawl.source_uri() == "https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-10/warc.paths.gz"
+    assert dump_listing("CC-MAIN-2024-10", "s3://commoncrawl") == "s3://commoncrawl/crawl-data/CC-MAIN-2024-10/warc.paths.gz"
+
+
+def test_registry_written_before_bases_still_loads(tmp_path):
+    """Such registries held bucket URIs read anonymously, which Common Crawl refuses; they now follow the base."""
+    store = Store(str(tmp_path))
+    old = "s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/1/warc/a.warc.gz"
+    store.write_json(store.path("crawls", "cc.json"),
+                     {"name": "cc", "source": "s3://commoncrawl/crawl-data/CC-MAIN-2024-10/warc.paths.gz",
+                      "files_per_shard": 100, "shards": [[old]]})
+    crawl = CrawlRegistry(store).get("cc")
+    assert crawl.base == "https://data.commoncrawl.org/"
+    assert crawl.files("00000") == ["https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-10/segments/1/warc/a.warc.gz"]
+    assert crawl.add_files(["crawl-data/CC-MAIN-2024-10/segments/1/warc/a.warc.gz"]) == []  # known, not a new shard
 
 
 def test_full_dump_stays_under_dagster_partition_limit():
     crawl = Crawl("CC-MAIN-2024-10", "x.paths.gz", files_per_shard=100)
-    crawl.add_files([f"s3://commoncrawl/f{i:06d}.warc.gz" for i in range(90_000)])
+    crawl.add_files([f"crawl-data/f{i:06d}.warc.gz" for i in range(90_000)])
     assert len(crawl.shards) == 900
 
 
