@@ -31,7 +31,7 @@ def _forms(rule: str) -> set[str]:
 
 
 class PublicSuffixes:
-    """The public suffix list as hashed sets; `registered_level` finds the registered domain's label count."""
+    """The public suffix list as hashed sets, walked for many hosts at once by `registered_domains`."""
 
     def __init__(self, rules: list[str]):
         nodes, ends, wildcards, exceptions = set(), set(), set(), set()
@@ -51,42 +51,39 @@ class PublicSuffixes:
         ]
 
     def registered_domains(self, hosts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-        """(hash of each host's registered domain, its label count) for lowercased hosts; count 0 where it has none."""
+        """(hash of each host's registered domain, its label count) for lowercased hosts, without trailing dot; the
+        count is 0 where there is none (no known suffix, or nothing left of it: "co.uk", "localhost", an IP)."""
+        nodes, ends, wildcards, exceptions = self._sets
         split = hosts.str.split(".")
         n_labels = split.list.len().to_numpy()
-        levels = np.zeros((len(hosts), self.depth + 1), dtype=np.uint64)  # levels[i, k-1]: hash of the last k labels
-        for k in range(1, self.depth + 2):
-            rows = np.flatnonzero(n_labels >= k)
+
+        def level(rows: np.ndarray, k: int) -> np.ndarray:  # hash of the last k labels
+            return hash_strings(split.gather(rows).list.slice(-k, k).list.join("."))
+
+        suffix = np.zeros(len(hosts), dtype=np.int64)
+        parent = np.zeros(len(hosts), dtype=np.uint64)  # hash of the level walked last
+        walking = np.arange(len(hosts))  # hosts whose labels so far are a path of the rules' trie
+        for k in range(1, self.depth + 1):
+            rows = walking[n_labels[walking] >= k]
             if not len(rows):
                 break
-            levels[rows, k - 1] = hash_strings(split.gather(rows).list.slice(-k, k).list.join("."))
-        level = self.registered_level(levels, n_labels)
-        if (hosts.str.contains("..", literal=True) | hosts.str.starts_with(".")).any():  # tldextract: no empty label
-            label = split.list.get(pl.Series(n_labels - level, dtype=pl.Int64), null_on_oob=True)
-            level[((label == "") & pl.Series(level > 0)).to_numpy()] = 0
-        return levels[np.arange(len(hosts)), np.maximum(level - 1, 0)], level
-
-    def registered_level(self, levels: np.ndarray, n_labels: np.ndarray) -> np.ndarray:
-        """For each host, the number of labels of its registered domain (public suffix + 1), or 0 where it has none
-        (no known suffix, or nothing left of it: "co.uk", "localhost", an IP address).
-
-        levels[i, k - 1] is the hash of host i's last k labels, for k = 1..depth + 1 (any value where k > n_labels).
-        """
-        nodes, ends, wildcards, exceptions = self._sets
-        suffix = np.zeros(len(n_labels), dtype=np.int64)
-        alive = np.ones(len(n_labels), dtype=bool)
-        for k in range(1, min(self.depth, levels.shape[1]) + 1):
-            active = alive & (n_labels >= k)
-            if not active.any():
-                break
-            level = levels[:, k - 1]
-            child = active & nodes.contains(level)
-            suffix[child & ends.contains(level)] = k
+            here = level(rows, k)
+            child = nodes.contains(here)
+            suffix[rows[child & ends.contains(here)]] = k
             if k >= 2:  # no matching child: a wildcard at the parent takes this label too, unless it is an exception
-                wild = active & ~child & wildcards.contains(levels[:, k - 2])
-                suffix[wild] = np.where(exceptions.contains(level[wild]), k - 1, k)
-            alive = child
-        return np.where((suffix > 0) & (n_labels > suffix), suffix + 1, 0)
+                wild = ~child & wildcards.contains(parent[rows])
+                suffix[rows[wild]] = np.where(exceptions.contains(here[wild]), k - 1, k)
+            parent[rows] = here
+            walking = rows[child]
+        count = np.where((suffix > 0) & (n_labels > suffix), suffix + 1, 0)
+        if (hosts.str.contains("..", literal=True) | hosts.str.starts_with(".")).any():  # tldextract: no empty label
+            label = split.list.get(pl.Series(n_labels - count, dtype=pl.Int64), null_on_oob=True)
+            count[((label == "") & pl.Series(count > 0)).to_numpy()] = 0
+        registered = np.zeros(len(hosts), dtype=np.uint64)
+        for k in np.unique(count[count > 0]):
+            rows = np.flatnonzero(count == k)
+            registered[rows] = level(rows, int(k))
+        return registered, count
 
 
 @functools.cache

