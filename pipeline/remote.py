@@ -6,8 +6,8 @@ or timed-out connection, a short body) are retried with exponential backoff and 
 Backoff And Jitter" found full jitter finishes contending clients soonest), bounded by attempts and total time.
 Anything else (404, 403, a bad URL, missing credentials) fails at once.
 
-A WARC file is ~1 GB, so `RemoteFile` streams it as a seekable file of range requests, one block at a time, each
-block retried on its own. When a block still fails, the file ends there for its reader and `failure` says why:
+A WARC file is ~1 GB, so `RemoteFile` streams it as a seekable file of range requests, a block at a time with the
+next one fetched while this one is parsed, each block retried on its own. When a block still fails, the file ends there for its reader and `failure` says why:
 the records before it are kept and the caller records the rest of the file as failed.
 """
 
@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TypeVar
 
 import fsspec
@@ -65,27 +66,27 @@ class FetchFailed(Exception):
 
 def classify(exc: BaseException) -> tuple[bool, str]:
     """(is it worth retrying, a short reason) for an error raised by fsspec's HTTP or S3 file systems."""
+    errors = _library_errors()
     if isinstance(exc, FetchFailed):
         return exc.transient, exc.reason
     if isinstance(exc, FileNotFoundError):
         cause = exc.__cause__ or exc.__context__
         if cause is not None and not isinstance(cause, FileNotFoundError):  # fsspec's HTTP info() hides the status
             transient, reason = classify(cause)
-            if transient:
+            if transient or (isinstance(cause, errors.ClientResponseError) and cause.status != 404):
                 return transient, reason
         return False, "not found"
-    status, connection_errors = _http_status(exc), _connection_errors()
-    if status is not None:
-        return status in TRANSIENT_HTTP, f"HTTP {status}"
+    if isinstance(exc, errors.ClientResponseError):
+        return exc.status in TRANSIENT_HTTP, f"HTTP {exc.status}"
     code = _s3_code(exc)
     if code is not None:
         return code in _TRANSIENT_S3_CODES or code.startswith("5"), f"S3 {code}"
-    if type(exc).__name__ == "NoCredentialsError":
+    if isinstance(exc, errors.NoCredentialsError):
         return False, "no AWS credentials: S3 reads are signed (outside AWS, read https://data.commoncrawl.org/)"
     if isinstance(exc, PermissionError):
         return False, f"permission denied: {exc}"[:200]
     described = f"{type(exc).__name__}: {exc}"[:200]
-    if isinstance(exc, (_ShortRead, ConnectionError, TimeoutError, *connection_errors)):
+    if isinstance(exc, (_ShortRead, ConnectionError, TimeoutError, *errors.dropped_connection)):
         return True, described
     if isinstance(exc, OSError) and exc.errno in (errno.EBUSY, errno.ETIMEDOUT, errno.ECONNRESET, errno.EREMOTEIO):
         return True, described  # s3fs maps SlowDown/503 to EBUSY and InternalError to EREMOTEIO
@@ -93,30 +94,19 @@ def classify(exc: BaseException) -> tuple[bool, str]:
 
 
 @functools.cache
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    """aiohttp's and botocore's dropped-connection errors; imported here, as only a remote read needs them."""
-    types: list[type[BaseException]] = []
-    try:
-        import aiohttp
+def _library_errors() -> SimpleNamespace:
+    """aiohttp's (fsspec's HTTP) and botocore's (s3fs's) errors, imported when a remote read first fails."""
+    import aiohttp
+    from botocore import exceptions
 
-        types += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
-    except ImportError:
-        pass
-    try:
-        from botocore import exceptions
-
-        types += [exceptions.HTTPClientError, exceptions.ResponseStreamingError]
-    except ImportError:
-        pass
-    return tuple(types)
-
-
-def _http_status(exc: BaseException) -> int | None:
-    try:
-        from aiohttp import ClientResponseError
-    except ImportError:
-        return None
-    return exc.status if isinstance(exc, ClientResponseError) else None
+    return SimpleNamespace(
+        ClientResponseError=aiohttp.ClientResponseError,
+        NoCredentialsError=exceptions.NoCredentialsError,
+        dropped_connection=(
+            aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, exceptions.HTTPClientError,
+            exceptions.ResponseStreamingError,
+        ),
+    )
 
 
 def _s3_code(exc: BaseException) -> str | None:

@@ -36,7 +36,7 @@ class _Server(ThreadingHTTPServer):
         self.fail_first: dict[str, int] = {}  # path -> requests still to answer 503
         self.always: dict[str, int] = {}  # path -> status it always gets
         self.drop_after: dict[str, int] = {}  # path -> offset past which the connection is cut mid-body
-        self.stall_first: dict[str, int] = {}  # path -> GETs still to leave silent for a second before the body
+        self.stall_first: dict[str, int] = {}  # path -> GETs still to leave silent for 2 s before the body
         self.log: list[tuple[str, str, str | None, int]] = []  # method, path, Range, status
         self.lock = threading.Lock()
 
@@ -94,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not send_body:
             return
         if stall:
-            time.sleep(1.0)
+            time.sleep(2.0)
         cut = srv.drop_after.get(path)
         if cut is not None and end >= cut:  # a connection that drops mid-body, as a CDN's does under load
             self.wfile.write(body[: max(0, cut - start)])
@@ -167,7 +167,7 @@ def test_dump_is_added_and_read_over_http_with_failures_recorded_per_file(tmp_pa
     assert len(b_gets) > 1 and all(r and r.startswith("bytes=") for r in b_gets)  # streamed in ranges, never whole
 
 
-def test_listing_failures_name_the_source(tmp_path, cc):
+def test_failures_name_the_file_and_the_status(tmp_path, cc):
     server, _ = cc
     with pytest.raises(FileNotFoundError, match="crawl source not found"):
         list_source_files(f"{server.url}crawl-data/CC-MAIN-1999-01/warc.paths.gz", policy=FAST)
@@ -179,6 +179,9 @@ def test_listing_failures_name_the_source(tmp_path, cc):
     server.always[f"crawl-data/{DUMP}/warc.paths.gz"] = 403  # forbidden is an answer, not a hiccup
     with pytest.raises(FetchFailed, match="HTTP 403 .not retried"):
         list_source_files(f"{server.url}crawl-data/{DUMP}/warc.paths.gz", policy=FAST)
+    server.always[f"{PREFIX}/b.warc.gz"] = 403
+    drops = [b.dropped for b in read_warc(f"{server.url}{PREFIX}/b.warc.gz", fetch=FAST)]
+    assert [(d["reason"], d["detail"].split(" (")[0]) for d in pl.concat(drops).to_dicts()] == [("fetch_failed", "HTTP 403")]
 
 
 def test_remote_file_reads_and_seeks_like_the_local_one(tmp_path, cc):
@@ -197,10 +200,11 @@ def test_a_stalled_connection_is_dropped_and_retried(cc):
     server, _ = cc
     path = f"{PREFIX}/b.warc.gz"
     server.stall_first[path] = 1
-    patient = FetchPolicy(attempts=4, base_delay=0.001, block_bytes=1 << 20, timeout_seconds=0.3)
-    with open_remote(server.url + path, policy=patient) as f:
-        assert f.read() == server.files[path] and f.failure is None and f.requests == 2
-    assert [r for m, p, r, s in server.log if m == "GET"] == ["bytes=0-" + str(len(server.files[path]) - 1)] * 2
+    impatient = FetchPolicy(attempts=4, base_delay=0.001, block_bytes=1 << 20, timeout_seconds=0.5)
+    with open_remote(server.url + path, policy=impatient) as f:
+        assert f.read() == server.files[path] and f.failure is None and f.requests >= 2
+    gets = [r for m, p, r, s in server.log if m == "GET"]  # the one block, asked for again after the silence
+    assert len(gets) >= 2 and set(gets) == {"bytes=0-" + str(len(server.files[path]) - 1)}
 
 
 def test_backoff_is_full_jitter_and_bounded():
