@@ -362,3 +362,23 @@ def test_cli_adds_a_dump_by_its_id_from_a_configured_base(tmp_path, cc, dagster_
 def _said(text: str) -> str:
     """Text without whitespace: rich wraps long lines to the terminal's width."""
     return "".join(text.split())
+
+
+@pytest.mark.slow
+def test_warc_records_asset_reads_a_dump_over_http(tmp_path, cc, dagster_instance):
+    """The Dagster path: the shard's files are URLs, a 503 costs a retry with the default policy, a 404 a drop row."""
+    from assets_defs.cli import materialize_crawl
+    from assets_defs.partitions import register_partitions
+    from assets_defs.resources import PipelineConfig
+
+    server, pages = cc
+    listing = "".join(f"{PREFIX}/{name}.warc.gz\n" for name in "abd")  # a: two 503s first; d: 404
+    server.files[f"crawl-data/{DUMP}/warc.paths.gz"] = gzip.compress(listing.encode())
+    settings = PipelineConfig(data_root=str(tmp_path / "data"), commoncrawl_base_url=server.url)
+    crawl, _ = settings.registry().add(DUMP, DUMP)
+    register_partitions(dagster_instance, DUMP, crawl.shard_keys)
+    assert materialize_crawl(dagster_instance, {"settings": settings}, crawl, ["warc_records"]) == []
+    kept = settings.store().read("warc_records", DUMP, "00000")
+    dropped = settings.store().read("warc_records", DUMP, "00000", dropped=True)
+    assert sorted(kept["url"].to_list()) == sorted(p["url"] for name in "ab" for p in pages[name])
+    assert dropped.select("url", "reason").rows() == [(f"{server.url}{PREFIX}/d.warc.gz", "missing_file")]
