@@ -171,13 +171,16 @@ def cached_list(
             meta = json.load(f)
         return HashedList(np.asarray(np.load(path, mmap_mode="r")), meta["entries"], meta["source"], key)
     built = HashedList.build(normalise(_lines(read())), identity.split("\n", 1)[0], key)
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npy"  # written aside, then renamed: a killed run never leaves a half cache
-    np.save(tmp, built.hashes)
-    os.replace(tmp, path)
-    with open(f"{meta_path}.{os.getpid()}.tmp", "w") as f:
-        json.dump({"entries": built.entries, "source": built.source, "identity": identity}, f)
-    os.replace(f"{meta_path}.{os.getpid()}.tmp", meta_path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npy"  # written aside, then renamed: a killed run never leaves a half cache
+        np.save(tmp, built.hashes)
+        os.replace(tmp, path)
+        with open(f"{meta_path}.{os.getpid()}.tmp", "w") as f:
+            json.dump({"entries": built.entries, "source": built.source, "identity": identity}, f)
+        os.replace(f"{meta_path}.{os.getpid()}.tmp", meta_path)
+    except OSError:  # a read-only home: the list still works, from memory, and is rebuilt next time
+        return built
     return HashedList(np.asarray(np.load(path, mmap_mode="r")), built.entries, built.source, key)
 
 
