@@ -17,6 +17,7 @@ import errno
 import functools
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -209,6 +210,7 @@ class RemoteFile:
         self._closed = False
         self._ahead: tuple[int, Future] | None = None  # (offset, the fetch of the block after the current one)
         self._pool: ThreadPoolExecutor | None = None
+        self._closing = threading.Event()
 
     def read(self, n: int = -1) -> bytes:
         end = self.size if self.failed_at is None else self.failed_at
@@ -240,7 +242,12 @@ class RemoteFile:
                 raise _ShortRead(f"short read: {len(data)} of {stop - start} bytes at offset {start}")
             return data
 
-        return with_retries(get, self.uri, self.policy)
+        return with_retries(get, self.uri, self.policy, sleep=self._wait)
+
+    def _wait(self, seconds: float) -> None:
+        """A backoff that a close() cuts short, so a fetch ahead never outlives its file by minutes."""
+        if self._closing.wait(seconds):
+            raise FetchFailed(self.uri, "the file was closed", 1, 0.0, False)
 
     def _fetch(self, start: int) -> bool:
         try:
@@ -285,6 +292,7 @@ class RemoteFile:
 
     def close(self) -> None:
         self._block, self._ahead, self._closed = b"", None, True
+        self._closing.set()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -207,6 +207,21 @@ def test_a_stalled_connection_is_dropped_and_retried(cc):
     assert len(gets) >= 2 and set(gets) == {"bytes=0-" + str(len(server.files[path]) - 1)}
 
 
+def test_closing_a_file_stops_its_fetch_ahead(cc):
+    server, _ = cc
+    path = f"{PREFIX}/b.warc.gz"
+    server.drop_after[path] = 600  # the second block never comes through
+    slow = FetchPolicy(attempts=8, base_delay=5.0, block_bytes=512)
+    f = open_remote(server.url + path, policy=slow)
+    assert f.read(100) == server.files[path][:100]  # the first block, the second one is now fetched ahead
+    time.sleep(0.2)
+    start = time.monotonic()
+    f.close()
+    while any(t.name.startswith("remote-file") for t in threading.enumerate()) and time.monotonic() - start < 5:
+        time.sleep(0.01)
+    assert time.monotonic() - start < 1.0  # not the minutes its backoff would have taken
+
+
 def test_backoff_is_full_jitter_and_bounded():
     policy = FetchPolicy(attempts=6, max_seconds=100, base_delay=1.0, max_delay=4.0)
     waits, calls = [], []
