@@ -32,6 +32,9 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.run_all
 	$(BIN)/python -m bench.bench_dedup
+	$(BIN)/python -m bench.bench_url_filter
+	$(BIN)/python -m bench.bench_extract
+	$(BIN)/python -m bench.bench_remote
 	$(BIN)/python -m bench.bench_pii
 	$(BIN)/python -m bench.bench_tokenizer
 	$(BIN)/python -m bench.bench_engine

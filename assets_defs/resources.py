@@ -9,8 +9,11 @@ from pydantic import Field, field_validator
 
 from pipeline.langid import DEFAULT_THRESHOLD
 from pipeline.minhash import MinHashConfig
-from pipeline.sources import CrawlRegistry, source_storage_options
+from pipeline.remote import FetchPolicy
+from pipeline.sources import COMMON_CRAWL_HTTPS, CrawlRegistry
 from pipeline.storage import Store
+from pipeline.url_lists import DEFAULT_CATEGORIES as DEFAULT_URL_CATEGORIES
+from pipeline.url_lists import UT1_CATEGORIES
 from pipeline.warc import DEFAULT_MAX_RECORD_BYTES
 
 # Fraction of rows a stage may remove before its check warns: outside the band, something upstream changed
@@ -34,11 +37,24 @@ class PipelineConfig(dg.ConfigurableResource):
     aws_access_key_id: str | None = Field(default=None, description="Set as dg.EnvVar('AWS_ACCESS_KEY_ID').")
     aws_secret_access_key: str | None = Field(default=None, description="Set as dg.EnvVar('AWS_SECRET_ACCESS_KEY').")
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, gt=0)
-    extractor: Literal["resiliparse", "trafilatura"] = "resiliparse"
+    extractor: Literal["resiliparse_pruned", "resiliparse", "trafilatura"] = Field(
+        default="resiliparse_pruned",
+        description="resiliparse_pruned: resiliparse's main content with boilerplate cut (pipeline/boilerplate.py); "
+        "resiliparse: its main-content mode alone (faster, more boilerplate); trafilatura: the optional extra.",
+    )
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     language_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     soft_word_threshold: int = Field(default=2, ge=1, description="Soft-banned URL words needed to drop a page.")
-    url_blocklist_dir: str | None = Field(default=None, description="Folder with lists replacing the shipped ones.")
+    url_categories: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_URL_CATEGORIES),
+        description="URL filter categories, in the order their reasons win: adult (FineWeb's: UT1 + its word lists, "
+        "from datatrove's wheel), gambling, malware, phishing (shipped word lists), or any UT1 category in url_lists.",
+    )
+    url_lists: str | None = Field(
+        default=None,
+        description="Folder or s3:// prefix of UT1-format lists ({category}/domains, {category}/urls) added to the "
+        "categories' shipped ones.",
+    )
     minhash_ngrams: int = Field(default=5, ge=1, description="Word n-gram size of the shingles (FineWeb: 5).")
     minhash_bands: int = Field(default=14, ge=1, description="LSH bands (FineWeb: 14).")
     minhash_rows: int = Field(default=8, ge=1, description="Rows a band (FineWeb: 8); permutations = bands x rows.")
@@ -53,6 +69,16 @@ class PipelineConfig(dg.ConfigurableResource):
         default=None, description="Crawls whose clean text trains the tokenizer; all registered crawls if unset."
     )
     removal_bands: dict[str, list[float]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_REMOVAL_BANDS.items()})
+    commoncrawl_base_url: str = Field(
+        default=COMMON_CRAWL_HTTPS,
+        description="Where Common Crawl dumps are read: https://data.commoncrawl.org/, s3://commoncrawl/ (signed with "
+        "the AWS credentials; inside AWS) or a mirror's URL or folder. Recorded per crawl when it is added.",
+    )
+    fetch_attempts: int = Field(default=8, ge=1, description="Tries of a remote read before its file is recorded as failed.")
+    fetch_max_seconds: float = Field(default=600.0, gt=0, description="Time one remote read may take, retries included.")
+    fetch_backoff_seconds: float = Field(
+        default=1.0, ge=0, description="First retry waits up to this, doubling each retry (full jitter, 60 s at most)."
+    )
 
     @field_validator("languages")
     @classmethod
@@ -60,6 +86,16 @@ class PipelineConfig(dg.ConfigurableResource):
         bad = [v for v in value if not v.isalpha() or not 2 <= len(v) <= 3]
         if bad:
             raise ValueError(f"languages must be ISO 639 codes like 'en', got {bad}")
+        return value
+
+    @field_validator("url_categories")
+    @classmethod
+    def _url_categories_are_known(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in UT1_CATEGORIES]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(
+                f"url_categories must be distinct UT1 category names (e.g. adult, gambling, malware, phishing), got {value}"
+            )
         return value
 
     @field_validator("removal_bands")
@@ -71,12 +107,11 @@ class PipelineConfig(dg.ConfigurableResource):
         return value
 
     def storage_options(self, uri: str) -> dict:
-        """fsspec options for a URI: anonymous for Common Crawl's bucket, this config's credentials for S3."""
+        """fsspec options for a URI: this config's endpoint and credentials for S3 (signed requests; Common Crawl's
+        bucket refuses anonymous ones), none for other URIs."""
         if not uri.startswith("s3://"):
             return {}
-        options = source_storage_options(uri)
-        if options:
-            return options
+        options = {}
         if self.s3_endpoint_url:
             options["endpoint_url"] = self.s3_endpoint_url
         if self.aws_access_key_id:
@@ -88,7 +123,12 @@ class PipelineConfig(dg.ConfigurableResource):
         return Store(self.data_root, self.storage_options(self.data_root))
 
     def registry(self) -> CrawlRegistry:
-        return CrawlRegistry(self.store(), self.storage_options)
+        return CrawlRegistry(self.store(), self.storage_options, self.commoncrawl_base_url, self.fetch_policy())
+
+    def fetch_policy(self) -> FetchPolicy:
+        return FetchPolicy(
+            attempts=self.fetch_attempts, max_seconds=self.fetch_max_seconds, base_delay=self.fetch_backoff_seconds
+        )
 
     def minhash_config(self) -> MinHashConfig:
         return MinHashConfig(
