@@ -69,7 +69,7 @@ def language_filtered(context: dg.AssetExecutionContext, settings: PipelineConfi
 @shard_asset("quality_filtered", ["language_filtered"], "Gopher repetition and quality, C4 and FineWeb rules.")
 def quality_filtered(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
-    filters = default_quality_filters()
+    filters = default_quality_filters(settings.gopher_alpha_ratio_counts_punctuation)
 
     def transform(df: pl.DataFrame):
         kept, dropped = apply_filters(df, filters, "quality_filtered")

@@ -55,6 +55,12 @@ class PipelineConfig(dg.ConfigurableResource):
         description="Folder or s3:// prefix of UT1-format lists ({category}/domains, {category}/urls) added to the "
         "categories' shipped ones.",
     )
+    gopher_alpha_ratio_counts_punctuation: bool = Field(
+        default=False,
+        description="Gopher's alphabetic-word ratio over all tokens, punctuation included, as datatrove and FineWeb "
+        "compute it (their exact decisions); False: over words, as the Gopher paper defines it, which keeps "
+        "technical prose (bench/bench_filter_agreement.py).",
+    )
     minhash_ngrams: int = Field(default=5, ge=1, description="Word n-gram size of the shingles (FineWeb: 5).")
     minhash_bands: int = Field(default=14, ge=1, description="LSH bands (FineWeb: 14).")
     minhash_rows: int = Field(default=8, ge=1, description="Rows a band (FineWeb: 8); permutations = bands x rows.")

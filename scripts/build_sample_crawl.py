@@ -196,7 +196,8 @@ MOVED = """This page is kept for visitors who arrive from old links. The café o
 awning — has moved two streets north, and the new address, the opening hours and the “pay what you can” Tuesday
 lunches are listed below. We’re grateful to everyone who helped carry chairs, crockery and the old piano. Our menu
 still has crème brûlée, pâté on toast, a soupçon of garlic in everything, and coffee for €2 – though the élève
-from the cookery school now makes the croissants, and the déjà vu you feel on a Sunday morning is entirely normal."""
+from the cookery school now makes the croissants, and the déjà vu you feel on a Sunday morning is entirely normal.
+Thank you for twelve happy years on this corner, and see you soon at the new one."""
 
 
 def text_cases(rng: random.Random) -> list[Page]:

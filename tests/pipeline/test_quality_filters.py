@@ -85,16 +85,28 @@ def test_chain_drops_a_tiny_text_as_top_2_gram_as_datatrove_does():
 # ------------------------------------------------------------------------------------------------- helpers
 
 
-def test_words_splits_punctuation_off_words():
-    assert words("Don't stop... It's 3.14, well-known #tags!") == [
-        "Don't", "stop", "...", "It's", "3.14", ",", "well-known", "#", "tags", "!",
+def test_words_splits_as_spacy_and_datatrove_do():
+    assert words("Don't stop... It's 3.14, well-known #tags! See e.g. /usr/share or x=1.") == [
+        "Do", "n't", "stop", "...", "It", "'s", "3.14", ",", "well", "-", "known", "#", "tags", "!",
+        "See", "e.g.", "/usr", "/", "share", "or", "x=1", ".",
     ]  # fmt: skip
+
+
+def test_words_chunk_cache_gives_the_tokens_of_the_whole_text():
+    import spacy
+
+    text = GOOD_PROSE + "\n\n>>> print(f'{x!r}')  # it's a \"well-known\" idiom, isn't it?\nSee https://example.org/a-b."
+    whole = [t.text for t in spacy.blank("en")(text) if not t.is_space]
+    assert words(text) == whole
+    assert words(text) == whole  # the second time every chunk comes from the cache
 
 
 def test_sentence_count():
     assert sentence_count("One. Two! Three? Four") == 4
     assert sentence_count('He said "stop." Then he left.') == 2
     assert sentence_count("") == 0
+    # spaCy keeps "e.g." and "i.e." whole, so datatrove's sentencizer does not end a sentence there
+    assert sentence_count("Some modules work on one machine, e.g. signal and mmap. Others, i.e. socket, do not.") == 2
 
 
 def test_find_duplicates_counts_repeats_not_first_occurrences():
@@ -231,6 +243,13 @@ def test_gopher_qual_below_alpha_threshold():
     assert gopher_qual(text) == (False, "below_alpha_threshold")
 
 
+def test_gopher_qual_alpha_ratio_of_words_or_of_all_tokens_as_datatrove():
+    # 14 words and 7 punctuation tokens a sentence: every word has a letter (1.0), but only 14/21 tokens do
+    text = "The parser reads the file (path), then calls close(); and returns to the caller. " * 6
+    assert gopher_qual(text) is True
+    assert gopher_qual(text, alpha_ratio_counts_punctuation=True) == (False, "below_alpha_threshold")
+
+
 def test_gopher_qual_enough_stop_words():
     text = "Bright lanterns guide small fishing boats home across dark water every night. " * 6
     assert gopher_qual(text) == (False, "enough_stop_words")
@@ -240,6 +259,13 @@ def test_gopher_qual_stop_words_match_case_sensitively_as_datatrove():
     text = "The bright lanterns guide small fishing boats home across dark water every night. " * 6
     assert gopher_qual(text) == (False, "enough_stop_words")
     assert gopher_qual(text.replace("across", "to the")) is True
+
+
+def test_gopher_qual_counts_distinct_stop_words_as_gopher_and_datatrove():
+    # "the" many times is one stop word; Gopher asks for two different ones.
+    text = "Bright lanterns guide the small fishing boats home across the dark water every night. " * 6
+    assert gopher_qual(text) == (False, "enough_stop_words")
+    assert gopher_qual(text.replace("home across", "home to")) is True
 
 
 # ------------------------------------------------------------------------------------------------- C4
@@ -335,6 +361,15 @@ def test_fineweb_line_punct_exclude_zero_spares_documents_without_any_punctuated
     assert fineweb(text, line_punct_exclude_zero=True) is True
 
 
+def test_fineweb_thresholds_compare_strictly_as_datatrove_does():
+    # 3 of 25 lines end in a full stop: exactly 0.12, which datatrove (and so FineWeb) keeps; 2 of 25 is below
+    lines = [f"Line number {i} of this document talks about topic {i} at length" for i in range(25)]
+    at = [line + ("." if i < 3 else "") for i, line in enumerate(lines)]
+    below = [line + ("." if i < 2 else "") for i, line in enumerate(lines)]
+    assert fineweb("\n".join(at)) is True
+    assert fineweb("\n".join(below)) == (False, "line_punct_ratio")
+
+
 def test_fineweb_short_line_ratio():
     text = "\n".join([f"Short line {i} here." for i in range(7)] + sentences(3))
     assert fineweb(text) == (False, "short_line_ratio")
@@ -346,23 +381,22 @@ def test_fineweb_char_dup_ratio():
 
 
 def test_fineweb_list_ratio():
-    # Twelve lines of two words (a hyphenated word counts once) and a full stop, each over 30 characters:
-    # 11 newlines / 36 tokens > 0.3.
+    # Twelve lines of two long words and a full stop, each over 30 characters: 11 newlines / 36 tokens > 0.3.
     pairs = [
         "Internationalization considerations.",
         "Telecommunications infrastructure.",
         "Characteristically unpredictable.",
-        "Environmentally sustainable-manufacturing.",
-        "Extraordinarily uncomfortable-circumstances.",
         "Incomprehensible documentation.",
-        "Photosynthetic microorganisms-everywhere.",
-        "Unquestionably magnificent-architecture.",
-        "Disproportionately expensive-transportation.",
-        "Overwhelmingly enthusiastic-recommendations.",
         "Representatives internationally.",
-        "Archaeological investigations-internationally.",
+        "Unconventional interpretations.",
+        "Thermodynamical considerations.",
+        "Counterintuitive recommendations.",
+        "Uncharacteristically thoughtful.",
+        "Environmentally irresponsibility.",
+        "Electroencephalographic recordings.",
+        "Institutionalised bureaucracies.",
     ]
-    assert all(len(line) > 30 for line in pairs)
+    assert all(len(line) > 30 and len(line.split()) == 2 for line in pairs)
     assert fineweb("\n".join(pairs)) == (False, "list_ratio")
     assert fineweb("\n".join(pairs), new_line_ratio=0.31) is True
 
