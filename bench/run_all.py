@@ -64,7 +64,7 @@ def run(repeat: int) -> list[dict]:
     decoded = [decode_html(h, c)[0] for h, c in raw]
     import trafilatura
 
-    compare("HTML -> main text", lambda: sum(1 for h in decoded if extract_text(h, "resiliparse") is not None),
+    compare("HTML -> main text", lambda: sum(1 for h in decoded if extract_text(h) is not None),
             lambda: sum(1 for h in decoded if trafilatura.extract(h) is not None or True), "trafilatura defaults")
 
     from pipeline.langid import _model, identify
@@ -114,7 +114,7 @@ def _datatrove_quality(texts: list[str]) -> int:
 
 
 def _ours_chain(files: list[str]) -> int:
-    from pipeline.extract import extract_records
+    from pipeline.extract import DEFAULT_EXTRACTOR, extract_records
     from pipeline.filters.base import apply_filters
     from pipeline.filters.quality import default_quality_filters
     from pipeline.langid import filter_languages
@@ -125,8 +125,8 @@ def _ours_chain(files: list[str]) -> int:
     for f in files:
         for batch in read_warc(f):
             records = batch.records
-            records = records.filter([r is None for r in url_filter.filter_urls(records["url"].to_list())])
-            docs, _, _ = extract_records(records, "bench", "resiliparse")
+            records = records.filter(url_filter.reasons(records["url"]).is_null())
+            docs, _, _ = extract_records(records, "bench", DEFAULT_EXTRACTOR)
             docs, _, _ = filter_languages(docs)
             kept, _ = apply_filters(docs, filters, "quality_filtered")
     return _kilobytes(files)
