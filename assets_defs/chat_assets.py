@@ -11,7 +11,7 @@ from assets_defs.resources import PipelineConfig
 from assets_defs.training_assets import TrainingJob, checkpoint_metadata, run_training
 from pipeline.documents import iter_clean
 from pipeline.search import SearchIndex, format_results
-from training import sft_data
+from training import conversation_io, sft_data
 from training.checkpoint import checkpoint_root
 from training.tools import SEARCH_K, python_tool, search_tool
 
@@ -25,7 +25,12 @@ class SFTConfig(TrainingJob):
     unknown: int = Field(default=150, ge=0)
     search: int = Field(default=150, ge=0)
     multi_turn: int = Field(default=100, ge=0, description="Two of the others' conversations joined into one.")
-    extra_conversations: str | None = Field(default=None, description="A JSONL file of {'messages': [...]} to add.")
+    imports: list[str] = Field(default_factory=list, description=(
+        "Conversation files to add, local or s3://: .jsonl, .jsonl.gz or .parquet of {'messages': [{role, "
+        "content}]} as Hugging Face chat datasets write them, or GSM8K's {'question', 'answer'} "
+        "(training/conversation_io.py). Bad records are skipped and counted in the asset's metadata."))
+    import_max: int | None = Field(default=None, ge=1, description="At most this many conversations from each "
+                                   "import, a sample drawn with `seed`; all of them if unset.")
     seed: int = 0
     max_steps: int = Field(default=300, ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -34,6 +39,13 @@ class SFTConfig(TrainingJob):
     eval_every: int = Field(default=150, ge=1)
     checkpoint_every: int = Field(default=150, ge=1)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
+
+    @field_validator("imports")
+    @classmethod
+    def _importable(cls, imports: list[str]) -> list[str]:
+        for uri in imports:
+            conversation_io.file_format(uri)
+        return imports
 
     def counts(self) -> dict[str, int]:
         return {"identity": self.identity, "arithmetic": self.arithmetic, "letter_counting": self.letter_counting,
@@ -66,22 +78,29 @@ def search_index(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
 
 @dg.asset(deps=["search_index"], group_name="chat", kinds={"polars"},
           description="Conversations for SFT: identity, arithmetic, letter counting and search through the tools, "
-          "\"I don't know\" for invented names, and pairs of them as two-turn chats; tool results are real.")
+          "\"I don't know\" for invented names, and pairs of them as two-turn chats, tool results real; plus the "
+          "conversation files SFTConfig imports, their bad records counted.")
 def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.MaterializeResult:
     store = settings.store()
     index = SearchIndex.load(store)
     passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
     items = sft_data.mixture(sft.seed, sft.counts(), python_tool, search_tool(index), passages)
-    if sft.extra_conversations:
-        with open(sft.extra_conversations, encoding="utf-8") as f:
-            items += sft_data.read_conversations(f, source="extra")
+    imports = {}
+    for uri in sft.imports:
+        imported, report = conversation_io.read_import(uri, settings.storage_options(uri), sft.import_max, sft.seed)
+        items += imported
+        imports[uri] = report.as_dict()
     by_source: dict[str, int] = {}
     for item in items:
         by_source[item["source"]] = by_source.get(item["source"], 0) + 1
-    sft_data.save_conversations(store, items, {"by_source": by_source, "search_index": index.fingerprint})
+    sft_data.save_conversations(store, items, {"by_source": by_source, "search_index": index.fingerprint,
+                                               "imports": imports})
     preview = "\n\n".join(f"**{it['source']}**: `{it['messages']}`" for it in items[:5])
-    return dg.MaterializeResult(metadata={"conversations": len(items), "by_source": dg.MetadataValue.json(by_source),
-                                          "preview": dg.MetadataValue.md(preview)})
+    return dg.MaterializeResult(metadata={
+        "conversations": len(items), "by_source": dg.MetadataValue.json(by_source),
+        "imports": dg.MetadataValue.json(imports),
+        "imported_skipped": sum(sum(r["skipped"].values()) for r in imports.values()),
+        "preview": dg.MetadataValue.md(preview)})
 
 
 @dg.asset(deps=["base_model", "sft_conversations"], group_name="chat", kinds={"pytorch"},

@@ -57,12 +57,8 @@ def _load(args, load_config):
     if args.stage is None:  # chat: the last post-training stage that has a checkpoint
         args.stage = next((stage for stage in reversed(CHAT_STAGES) if _has_checkpoint(config, stage)), CHAT_STAGES[0])
     root = args.checkpoint or checkpoint_root(config.data_root, args.stage)
-    checkpoint = load_checkpoint(root, args.step, config.storage_options(root))
     tokenizer, sha = load_tokenizer(store)
-    wanted = checkpoint["config"].get("tokenizer_sha256")
-    if wanted and wanted != sha:
-        raise ValueError(f"checkpoint {root} step {checkpoint['step']} was trained with tokenizer {wanted[:12]}, "
-                         f"but {store.uri('tokenizer')} holds {sha[:12]}")
+    checkpoint = load_checkpoint(root, args.step, config.storage_options(root), tokenizer_sha256=sha)
     return checkpoint["model"], tokenizer, checkpoint, store
 
 

@@ -100,7 +100,7 @@ def test_checkpoints_round_trip_through_s3(s3_endpoint):
     import s3fs
     import torch
 
-    from training.checkpoint import committed_steps, load_checkpoint, save_checkpoint
+    from training.checkpoint import TokenizerMismatch, committed_steps, load_checkpoint, save_checkpoint
     from training.model import GPT, GPTConfig
 
     options = {"endpoint_url": s3_endpoint}
@@ -110,10 +110,13 @@ def test_checkpoints_round_trip_through_s3(s3_endpoint):
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.randint(0, 50, (1, 8)), torch.randint(0, 50, (1, 8))).backward()
     optimizer.step()
-    uri = save_checkpoint("s3://ckpts/base", 7, model, optimizer, {"position": 3}, {"tokens_seen": 99}, options)
+    uri = save_checkpoint("s3://ckpts/base", 7, model, optimizer, {"position": 3}, {"tokens_seen": 99}, options,
+                          tokenizer_sha256="a" * 64)
     assert uri == "s3://ckpts/base/step-000007" and committed_steps("s3://ckpts/base", options) == [7]
-    loaded = load_checkpoint("s3://ckpts/base", storage_options=options)
+    loaded = load_checkpoint("s3://ckpts/base", storage_options=options, tokenizer_sha256="a" * 64)
     assert loaded["state"] == {"position": 3} and loaded["config"]["tokens_seen"] == 99
+    with pytest.raises(TokenizerMismatch, match=f"checkpoint {uri} was trained with tokenizer sha256 a{{64}}"):
+        load_checkpoint("s3://ckpts/base", storage_options=options, tokenizer_sha256="b" * 64)
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded["model"].state_dict()[name], tensor), name
     assert loaded["optimizer"]["state"].keys() == optimizer.state_dict()["state"].keys()

@@ -13,6 +13,11 @@ The loss mask is 1 exactly on what the assistant writes: its text, its tool call
 and its closing <|im_end|>. Everything else (the other roles, the turn headers, and tool outputs, which the tool and
 not the model produces) is context only. Text goes through `encode`, so a literal "<|im_end|>" typed by a user is
 ordinary characters and cannot end a turn.
+
+<|output_start|> and <|output_end|> come only from a tool: in rendering, only around a `*_output` part; in
+generation, only as the tokens ToolCalls feeds right after a tool call's end token. A model that samples either
+marker itself is forging a tool's result: ToolCalls ends its turn there and records it (`forged`), `parse_reply`
+drops the marker, and evaluation and RL score the reply 0 (training/evals.py's reply_rewards).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pipeline.tokenizer import Tokenizer
 ROLES = ("system", "user", "assistant")
 TOOLS = ("python", "search")
 PART_TYPES = ("text", *TOOLS, *(f"{t}_output" for t in TOOLS))
+TOOL_ENDS = tuple(f"{t}_end" for t in TOOLS)
 
 
 def validate(messages: Sequence[Mapping]) -> None:
@@ -92,7 +98,9 @@ def render_prompt(tokenizer: Tokenizer, messages: Sequence[Mapping]) -> list[int
 
 
 def parse_reply(tokenizer: Tokenizer, ids: Sequence[int]) -> list[dict]:
-    """An assistant turn's generated ids (up to its <|im_end|>, which may be missing) as a list of parts."""
+    """An assistant turn's generated ids (up to its <|im_end|>, which may be missing) as a list of parts. A tool's
+    output starts right after the tool call's end token, where ToolCalls puts it; an output marker anywhere else
+    was the model's own, and the turn ends before it."""
     special = {tokenizer.encode_special(f"<|{n}|>"): n for n in
                ("im_end", "output_start", "output_end", *(f"{t}_{e}" for t in TOOLS for e in ("start", "end")))}
     result: list[dict] = []
@@ -102,24 +110,26 @@ def parse_reply(tokenizer: Tokenizer, ids: Sequence[int]) -> list[dict]:
         if run or kind != "text":
             result.append({"type": kind, "text": tokenizer.decode(run)})
 
-    last_tool = None
+    previous = None  # the special token just before, if the token before was one
     for token in ids:
         name = special.get(token)
         if name is None:
             run.append(token)
+            previous = None
             continue
-        if name == "im_end":
+        forged = (name == "output_start" and previous not in TOOL_ENDS) or (
+            name == "output_end" and not kind.endswith("_output"))
+        if name == "im_end" or forged:
             break
         flush()
         run = []
-        if name.endswith("_start"):
+        if name == "output_start":
+            kind = f"{previous.removesuffix('_end')}_output"
+        elif name.endswith("_start"):
             kind = name.removesuffix("_start")
-            if kind == "output":
-                kind = f"{last_tool or 'python'}_output"
-            else:
-                last_tool = kind
         else:
             kind = "text"
+        previous = name
     flush()
     return [p for p in result if p["type"] != "text" or p["text"]]
 
@@ -130,7 +140,12 @@ ToolFn = Callable[[str], str]
 class ToolCalls:
     """The engine's hook for tool use: when a row has just written <|python_end|> or <|search_end|>, decode what
     it wrote since the matching start token, run the tool, and return the tokens to force next:
-    <|output_start|> result <|output_end|>. Generation then goes on after the result, as the seeds describe."""
+    <|output_start|> result <|output_end|>. Generation then goes on after the result, as the seeds describe.
+
+    The hook sees sampled tokens only, so a row that shows it <|output_start|> or <|output_end|> wrote a tool's
+    marker itself: it returns None, which ends the row there (training/engine.py), and records it in `forged`.
+    Otherwise the model's own "output" would read as the tool's, to the model as it goes on and to whoever
+    parses the reply."""
 
     def __init__(self, tokenizer: Tokenizer, tools: Mapping[str, ToolFn], max_output_tokens: int = 256) -> None:
         unknown = set(tools) - set(TOOLS)
@@ -143,8 +158,12 @@ class ToolCalls:
         self.starts = {t: tokenizer.encode_special(f"<|{t}_start|>") for t in TOOLS}
         self.output = (tokenizer.encode_special("<|output_start|>"), tokenizer.encode_special("<|output_end|>"))
         self.calls: list[tuple[int, str, str, str]] = []  # (row, tool, input, output), for inspection
+        self.forged: list[tuple[int, str]] = []  # (row, marker) of each row ended for writing a tool's marker
 
-    def __call__(self, row: int, tokens: Sequence[int]) -> list[int]:
+    def __call__(self, row: int, tokens: Sequence[int]) -> list[int] | None:
+        if tokens[-1] in self.output:
+            self.forged.append((row, self.tokenizer.decode(tokens[-1:])))
+            return None
         tool = self.ends.get(tokens[-1])
         if tool is None:
             return []

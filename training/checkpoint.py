@@ -7,12 +7,18 @@
     {root}/step-{step:06d}/_COMMITTED           written last; a folder without it is ignored and overwritten
 
 Every file is written whole (a temporary name renamed into place locally, one PUT on S3).
+
+A checkpoint records the sha256 of the tokenizer it was trained with (the one pipeline/token_io.py records: of
+tokenizer.tiktoken, the file that gives each token id its bytes). Loading it to train on under another tokenizer is
+refused: a tokenizer retrained at the same size gives a model of the same shape, whose ids would silently mean
+other text.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import posixpath
 
 import torch
@@ -23,6 +29,11 @@ from pipeline.storage import Store
 from training.model import GPT, GPTConfig
 
 COMMITTED = "_COMMITTED"
+log = logging.getLogger(__name__)
+
+
+class TokenizerMismatch(ValueError):
+    """A checkpoint trained with another tokenizer than the one in use."""
 
 
 def _store(root: str, storage_options: dict | None = None):
@@ -47,8 +58,11 @@ def save_checkpoint(
     state: dict,
     meta: dict,
     storage_options: dict | None = None,
+    *,
+    tokenizer_sha256: str,
 ) -> str:
-    """Writes one checkpoint; returns its URI. `meta` goes into config.json next to the model config."""
+    """Writes one checkpoint; returns its URI. `meta` and the tokenizer's sha256 go into config.json next to the
+    model config."""
     store, base = _store(root, storage_options)
     directory = posixpath.join(base, step_dir(step))
     weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
@@ -58,10 +72,25 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), buf)
         store.write_bytes(posixpath.join(directory, "optimizer.pt"), buf.getvalue())
     store.write_bytes(posixpath.join(directory, "state.json"), json.dumps(state, indent=1).encode())
-    config = {"model": model.config.to_dict(), "step": step, **meta}
+    config = {"model": model.config.to_dict(), "step": step, **meta, "tokenizer_sha256": tokenizer_sha256}
     store.write_bytes(posixpath.join(directory, "config.json"), json.dumps(config, indent=1).encode())
     store.write_bytes(posixpath.join(directory, COMMITTED), b"")
-    return directory if store.is_local else store.fs.unstrip_protocol(directory)
+    return store.uri(step_dir(step))
+
+
+def check_tokenizer(config: dict, tokenizer_sha256: str, checkpoint: str) -> None:
+    """TokenizerMismatch naming both hashes and the checkpoint when its config.json records another tokenizer.
+
+    A checkpoint that records none passes with a warning: it comes from before the sha256 was written (or from
+    elsewhere), nothing says its tokenizer differs, and refusing it would leave no way to go on from it.
+    """
+    recorded = config.get("tokenizer_sha256")
+    if recorded is None:
+        log.warning("checkpoint %s records no tokenizer sha256; assuming it was trained with the tokenizer in use "
+                    "(%s)", checkpoint, tokenizer_sha256)
+    elif recorded != tokenizer_sha256:
+        raise TokenizerMismatch(f"checkpoint {checkpoint} was trained with tokenizer sha256 {recorded}, but the "
+                                f"tokenizer in use has sha256 {tokenizer_sha256}: the same ids would mean other text")
 
 
 def committed_steps(root: str, storage_options: dict | None = None) -> list[int]:
@@ -100,12 +129,17 @@ def read_config(root: str, step: int | None = None, storage_options: dict | None
     return {**json.loads(store.fs.cat_file(posixpath.join(directory, "config.json"))), "step": step}
 
 
-def load_checkpoint(root: str, step: int | None = None, storage_options: dict | None = None, device="cpu") -> dict:
+def load_checkpoint(root: str, step: int | None = None, storage_options: dict | None = None, device="cpu",
+                    tokenizer_sha256: str | None = None) -> dict:
     """{"model": GPT, "config": config.json, "state": state.json, "optimizer": state dict or None}; the latest
-    committed step when `step` is None. FileNotFoundError naming the root when there is none."""
+    committed step when `step` is None. FileNotFoundError naming the root when there is none. With
+    `tokenizer_sha256` (the tokenizer the model will be used with), TokenizerMismatch if it was trained with
+    another (`check_tokenizer`)."""
     store, directory, step = _committed_dir(root, step, storage_options)
     fs = store.fs
     config = json.loads(fs.cat_file(posixpath.join(directory, "config.json")))
+    if tokenizer_sha256 is not None:
+        check_tokenizer(config, tokenizer_sha256, store.uri(step_dir(step)))
     model = GPT(GPTConfig.from_dict(config["model"]))
     model.load_state_dict(load_safetensors(fs.cat_file(posixpath.join(directory, "model.safetensors"))))
     model.to(device)

@@ -14,6 +14,8 @@ import torch
 
 from training.model import GPT, KVCache
 
+OnToken = Callable[[int, list[int]], Sequence[int] | None]  # (row, its tokens so far) -> tokens to feed it, or None
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -59,9 +61,11 @@ class Engine:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
-                 on_token: Callable[[int, list[int]], Sequence[int]] | None = None) -> Iterator[list[int | None]]:
+                 on_token: OnToken | None = None) -> Iterator[list[int | None]]:
         """With `on_token`, each sampled token is shown to it with its row's index and tokens so far; the tokens it
-        returns are fed to that row next instead of sampled ones (how a tool's result enters the sequence)."""
+        returns are fed to that row next instead of sampled ones (how a tool's result enters the sequence). When it
+        returns None instead, the row ends there, the refused token its last, as after a stop token (how a tool
+        refuses a token that only it may write: training/chat.py's ToolCalls)."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         seq_len = self.model.config.seq_len
@@ -92,15 +96,17 @@ class Engine:
                 out.append(token)
                 done[b] = sampled and token in sampling.stop_tokens
                 if sampled and on_token is not None and not done[b]:
-                    forced[b] = list(on_token(b, rows[b]))
+                    fed = on_token(b, rows[b])
+                    done[b] = fed is None
+                    forced[b] = [] if fed is None else list(fed)
             yield out
             if all(done):
                 return
             logits = self._step(rows, tokens)
 
     def generate_all(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
-                     on_token: Callable[[int, list[int]], Sequence[int]] | None = None) -> list[list[int]]:
-        """The new tokens of every prompt (stop token included when one was sampled)."""
+                     on_token: OnToken | None = None) -> list[list[int]]:
+        """The new tokens of every prompt (stop token, or the token `on_token` refused, included)."""
         results: list[list[int]] = [[] for _ in prompts]
         for step in self.generate(prompts, sampling, on_token):
             for b, token in enumerate(step):

@@ -66,6 +66,15 @@ def reward(item: dict, parts: list[dict]) -> float:
     return float(answer in text)
 
 
+def reply_rewards(tokenizer, items: list[dict], replies: list[list[int]], forged_rows: set[int]) -> list[float]:
+    """`reward` of each reply to its item, but 0 for a reply ended for writing a tool's output marker itself
+    (ToolCalls.forged): an answer given next to a forged tool result is neither right nor one to reinforce."""
+    from training.chat import parse_reply
+
+    return [0.0 if row in forged_rows else reward(item, parse_reply(tokenizer, reply))
+            for row, (item, reply) in enumerate(zip(items, replies, strict=True))]
+
+
 @torch.no_grad()
 def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_tokens: int = 96) -> dict:
     """Greedy replies to each item's conversation (all but its last assistant turn), tools in the loop; returns
@@ -77,12 +86,12 @@ def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_toke
     im_end = tokenizer.encode_special("<|im_end|>")
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0, stop_tokens=(im_end,))
     was_training = model.training
-    replies = Engine(model).generate_all(prompts, sampling, on_token=ToolCalls(tokenizer, tools))
+    tool_calls = ToolCalls(tokenizer, tools)
+    replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls)
     model.train(was_training)
+    rewards = reply_rewards(tokenizer, items, replies, {row for row, _ in tool_calls.forged})
     scores: dict[str, list[float]] = {}
-    examples = []
-    for item, reply in zip(items, replies):
-        parts = parse_reply(tokenizer, reply)
-        scores.setdefault(item["source"], []).append(reward(item, parts))
-        examples.append((item["messages"][-2]["content"], parts))
+    for item, score in zip(items, rewards):
+        scores.setdefault(item["source"], []).append(score)
+    examples = [(item["messages"][-2]["content"], parse_reply(tokenizer, reply)) for item, reply in zip(items, replies)]
     return {"accuracy": {s: sum(v) / len(v) for s, v in sorted(scores.items())}, "examples": examples}

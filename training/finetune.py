@@ -6,7 +6,7 @@ import torch
 
 from pipeline.storage import Store
 from pipeline.token_io import load_tokenizer
-from training.checkpoint import latest_step, load_checkpoint, step_dir
+from training.checkpoint import TokenizerMismatch, latest_step, load_checkpoint, step_dir
 
 
 def pick_device(name: str) -> torch.device:
@@ -18,22 +18,24 @@ def load_start(store: Store, root: str, device: torch.device, script: str) -> tu
     naming the script when there is none, or when it was trained with another tokenizer than the store holds."""
     try:
         tokenizer, sha = load_tokenizer(store)
-        start = load_checkpoint(root, device=device)
+        start = load_checkpoint(root, device=device, tokenizer_sha256=sha)
+    except TokenizerMismatch as e:
+        raise SystemExit(f"{script}: {e} (the tokenizer in use: {store.uri('tokenizer')})") from None
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"{script}: {e}") from None
-    wanted = start["config"].get("tokenizer_sha256")
-    if wanted not in (None, sha):
-        raise SystemExit(f"{script}: {root} was trained with tokenizer {wanted[:12]}, but {store.uri('tokenizer')} "
-                         f"holds {sha[:12]}")
     return tokenizer, sha, start, f"{root.rstrip('/')}/{step_dir(start['step'])}"
 
 
-def resume(out: str, model, optimizer, device: torch.device) -> tuple[int, list[dict]]:
-    """Loads the latest checkpoint under `out` into model and optimizer: (its step, its history), or (0, [])."""
+def resume(out: str, model, optimizer, device: torch.device, tokenizer_sha: str, script: str) -> tuple[int, list[dict]]:
+    """Loads the latest checkpoint under `out` into model and optimizer: (its step, its history), or (0, []).
+    SystemExit naming the script when it was trained with another tokenizer than `tokenizer_sha`."""
     step = latest_step(out)
     if step is None:
         return 0, []
-    ckpt = load_checkpoint(out, step, device=device)
+    try:
+        ckpt = load_checkpoint(out, step, device=device, tokenizer_sha256=tokenizer_sha)
+    except TokenizerMismatch as e:
+        raise SystemExit(f"{script}: {e}; pass another --out") from None
     model.load_state_dict(ckpt["model"].state_dict())
     optimizer.load_state_dict(ckpt["optimizer"])
     return step, ckpt["config"]["history"]

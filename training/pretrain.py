@@ -30,7 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from pipeline.storage import Store
 from pipeline.token_io import load_tokenizer
 from pipeline.tokenizer import Tokenizer
-from training.checkpoint import checkpoint_root, latest_step, load_checkpoint, save_checkpoint, step_dir
+from training.checkpoint import (TokenizerMismatch, checkpoint_root, latest_step, load_checkpoint, save_checkpoint,
+                                 step_dir)
 from training.data import TokenStream, bytes_per_token
 from training.engine import Engine, Sampling
 from training.evals import ICL_PROBE_LEN, in_context_gain
@@ -257,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     step, tokens_seen, history, samples, last_eval, resumed = 0, 0, [], [], {}, None
     resume_from = None if args.no_resume else latest_step(args.out)
     if resume_from is not None:
-        ckpt = load_checkpoint(args.out, resume_from, device=dd.device)
+        try:
+            ckpt = load_checkpoint(args.out, resume_from, device=dd.device, tokenizer_sha256=tokenizer_sha)
+        except TokenizerMismatch as e:
+            raise SystemExit(f"pretrain: {e} (the tokenizer in use: {store.uri('tokenizer')}); pass --no-resume or "
+                             "another --out") from None
         if ckpt["config"]["model"] != config.to_dict():
             raise SystemExit(f"pretrain: the checkpoint {args.out} step {resume_from} is a {ckpt['config']['model']} "
                              f"model, not {config.to_dict()}: pass --no-resume or another --out")
@@ -362,14 +367,14 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
                              f"{grad_norm.item():.3f} | {tokens_per_s:,.0f} tok/s | mfu "
                              f"{'n/a' if mfu is None else f'{mfu:.1%}'}")
         if master and checkpoint_now:
-            meta = {"tokenizer_sha256": tokenizer_sha, "tokens_seen": tokens_seen, "train_loss": train_loss,
+            meta = {"tokens_seen": tokens_seen, "train_loss": train_loss,
                     **last_eval, "unigram_loss": baseline, "samples": samples, "history": history}
             state = {"loader": train.state_dict(), "step": done, "tokens_seen": tokens_seen,
                      "rng": rng_state(), "schedule": {"lr": args.lr, "min_lr_frac": args.min_lr_frac,
                                                       "warmup_steps": args.warmup_steps, "decay": args.decay,
                                                       "max_steps": args.max_steps},
                      "world_size": dd.world_size}
-            uri = save_checkpoint(args.out, done, model, optimizer, state, meta)
+            uri = save_checkpoint(args.out, done, model, optimizer, state, meta, tokenizer_sha256=tokenizer_sha)
             reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
     if master:
         progress.close()

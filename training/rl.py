@@ -8,9 +8,11 @@ draw a step from --seed and the step), samples --samples replies to each with th
 (training/evals.reward), and takes one policy-gradient step: each sampled token's log-probability weighted by its
 reply's reward minus the mean reward of the replies to the same problem (GRPO's group baseline; on-policy, so no
 ratio clipping and no KL term, as in nanochat). Tokens a tool pasted in carry no gradient; problems whose replies
-all score alike teach nothing and drop out. Each evaluation answers a fixed held-out draw greedily and scores each
-task. Checkpoints go to {data}/checkpoints/rl and name the SFT checkpoint they started from; a rerun resumes, and
-ends with the weights an uninterrupted run would have.
+all score alike teach nothing and drop out. A reply that writes a tool's output marker itself, forging a result,
+ends there and scores 0 whatever it said (training/chat.py); each step counts them (forged_tool_output). Each
+evaluation answers a fixed held-out draw greedily and scores each task. Checkpoints go to {data}/checkpoints/rl and
+name the SFT checkpoint they started from; a rerun resumes, and ends with the weights an uninterrupted run would
+have.
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from pipeline.storage import Store
-from training.chat import ToolCalls, parse_reply, render_prompt
+from training.chat import ToolCalls, render_prompt
 from training.checkpoint import checkpoint_root, save_checkpoint
 from training.engine import Engine, Sampling
-from training.evals import chat_accuracy, reward
+from training.evals import chat_accuracy, reply_rewards
 from training.finetune import load_start, pick_device, resume, show
 from training.reporting import Reporter
 from training.sft_data import arithmetic, letter_counting
@@ -76,15 +79,42 @@ def problems(rng: random.Random, tasks: list[str], n: int, python) -> list[dict]
     return [TASKS[tasks[i % len(tasks)]](rng, 1, python)[0] for i in range(n)]
 
 
-def generated_mask(reply: list[int], output_start: int, output_end: int) -> list[int]:
-    """1 for each token the model sampled, 0 for those a tool pasted in (<|output_start|> ... <|output_end|>)."""
+def generated_mask(reply: list[int], output_start: int, output_end: int, forged: bool = False) -> list[int]:
+    """1 for each token the model sampled, 0 for those a tool pasted in (<|output_start|> ... <|output_end|>). In a
+    `forged` reply the last token is a marker the model sampled itself (ToolCalls ended the reply there): it is
+    trained on, so that its 0 reward pushes that marker down."""
     mask, pasted = [], False
     for token in reply:
         pasted = pasted or token == output_start
         mask.append(0 if pasted else 1)
         if token == output_end:
             pasted = False
+    if forged and mask:
+        mask[-1] = 1
     return mask
+
+
+@dataclass
+class Rollout:
+    prompts: list[list[int]]
+    replies: list[list[int]]
+    rewards: list[float]
+    masks: list[list[int]]  # 1 where the model sampled the token (generated_mask)
+    forged_tool_output: int  # replies ended for writing a tool's output marker themselves, each rewarded 0
+
+
+def rollout(model, tokenizer, items: list[dict], samples: int, sampling: Sampling, tools: dict) -> Rollout:
+    """`samples` replies to each item, sampled with the tools live, and scored."""
+    prompts = [render_prompt(tokenizer, it["messages"][:-1]) for it in items for _ in range(samples)]
+    tool_calls = ToolCalls(tokenizer, tools)
+    model.eval()
+    with torch.no_grad():
+        replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls)
+    model.train()
+    forged = {row for row, _ in tool_calls.forged}
+    rewards = reply_rewards(tokenizer, [it for it in items for _ in range(samples)], replies, forged)
+    masks = [generated_mask(r, *tool_calls.output, forged=row in forged) for row, r in enumerate(replies)]
+    return Rollout(prompts, replies, rewards, masks, len(forged))
 
 
 def advantages(rewards: list[float], group: int) -> list[float]:
@@ -121,11 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer, tokenizer_sha, start, start_ref = load_start(store, args.start, device, "rl")
     model = start["model"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    step, history = resume(args.out, model, optimizer, device)
+    step, history = resume(args.out, model, optimizer, device, tokenizer_sha, "rl")
     tools = available_tools(store)
-    tool_calls = ToolCalls(tokenizer, tools)
-    special = tokenizer.encode_special
-    output_ids = (special("<|output_start|>"), special("<|output_end|>"))
+    im_end = tokenizer.encode_special("<|im_end|>")
     eval_items = problems(random.Random(f"rl-eval-{args.seed}"), args.tasks, args.eval_items * len(args.tasks),
                           tools["python"])
 
@@ -143,20 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         for step in range(step, args.max_steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
             items = problems(rng, args.tasks, args.prompts, tools["python"])
-            prompts = [render_prompt(tokenizer, it["messages"][:-1]) for it in items for _ in range(args.samples)]
             sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                stop_tokens=(special("<|im_end|>"),), seed=rng.randrange(2**31))
-            model.eval()
-            with torch.no_grad():
-                replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls)
-            model.train()
-            rewards = [reward(items[i // args.samples], parse_reply(tokenizer, r)) for i, r in enumerate(replies)]
-            advantage = advantages(rewards, args.samples)
-            entry = {"step": step + 1, "reward": sum(rewards) / len(rewards),
-                     "reply_tokens": sum(map(len, replies)) / len(replies)}
+                                stop_tokens=(im_end,), seed=rng.randrange(2**31))
+            batch = rollout(model, tokenizer, items, args.samples, sampling, tools)
+            advantage = advantages(batch.rewards, args.samples)
+            entry = {"step": step + 1, "reward": sum(batch.rewards) / len(batch.rewards),
+                     "reply_tokens": sum(map(len, batch.replies)) / len(batch.replies),
+                     "forged_tool_output": batch.forged_tool_output}
             if any(advantage):
-                masks = [generated_mask(r, *output_ids) for r in replies]
-                loss = policy_loss(model, prompts, replies, masks, advantage, device)
+                loss = policy_loss(model, batch.prompts, batch.replies, batch.masks, advantage, device)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -171,14 +194,16 @@ def main(argv: list[str] | None = None) -> int:
                 last_eval = {"accuracy": result["accuracy"],
                              "samples": [show(q, parts) for q, parts in result["examples"][:4]]}
                 entry["accuracy"] = result["accuracy"]
-                reporter.log(f"step {done}/{args.max_steps} | reward {entry['reward']:.3f} | accuracy "
-                             f"{result['accuracy']} | {time.perf_counter() - started:.0f} s")
+                reporter.log(f"step {done}/{args.max_steps} | reward {entry['reward']:.3f} | forged tool outputs "
+                             f"{entry['forged_tool_output']} | accuracy {result['accuracy']} | "
+                             f"{time.perf_counter() - started:.0f} s")
             if checkpoint_now:
                 recent = [h for h in history[-args.checkpoint_every:] if "reward" in h]
-                meta = {"tokenizer_sha256": tokenizer_sha, "stage": "rl", "base_checkpoint": start_ref,
+                meta = {"stage": "rl", "base_checkpoint": start_ref,
                         "reward": sum(h["reward"] for h in recent) / len(recent), "history": history,
                         "start_accuracy": history[0]["accuracy"], **last_eval}
-                uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta)
+                uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta,
+                                      tokenizer_sha256=tokenizer_sha)
                 reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
     return 0
 

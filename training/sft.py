@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rendered["train"]:
         raise SystemExit(f"sft: no conversation of {len(items)} fits --seq-len {args.seq_len}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    step, history = resume(args.out, model, optimizer, device)
+    step, history = resume(args.out, model, optimizer, device, tokenizer_sha, "sft")
     tools = available_tools(store)
     val_rendered = [r for r, _ in rendered["val"]]
     eval_items = [it for _, it in rendered["val"]][: args.eval_items]
@@ -146,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                 reporter.log(f"step {done}/{args.max_steps} | loss {train_loss:.4f} | val {last_eval['val_loss']} | "
                              f"accuracy {last_eval['accuracy']} | {time.perf_counter() - started:.0f} s")
             if checkpoint_now:
-                meta = {"tokenizer_sha256": tokenizer_sha, "stage": "sft", "base_checkpoint": base_ref,
+                meta = {"stage": "sft", "base_checkpoint": base_ref,
                         "conversations": len(items), "train_loss": train_loss, "history": history, **last_eval}
-                uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta)
+                uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta,
+                                      tokenizer_sha256=tokenizer_sha)
                 reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
     return 0
 

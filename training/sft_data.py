@@ -147,19 +147,14 @@ def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool |
     return items
 
 
-def read_conversations(lines: Iterable[str], source: str = "user") -> list[dict]:
-    """Conversations in the common JSONL form, {"messages": [...]} a line; ValueError naming the line at fault."""
-    items = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            validate(record["messages"])
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"line {number}: {e}") from None
-        items.append(_item(record.get("source", source), record["messages"], record.get("answer")))
-    return items
+def shared_questions(train: Iterable[dict], held_out: Iterable[dict]) -> set[str]:
+    """The user messages a held-out item shares with a training item, in any turn (compared without case or extra
+    whitespace): a held-out score on those measures recall of training data, not what the model learned."""
+    def questions(items: Iterable[dict]) -> set[str]:
+        return {" ".join(m["content"].split()).casefold() for it in items for m in it["messages"]
+                if m["role"] == "user" and isinstance(m["content"], str)}
+
+    return questions(train) & questions(held_out)
 
 
 def _item(source: str, messages: list[dict], answer: str | None) -> dict:

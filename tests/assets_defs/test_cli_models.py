@@ -21,7 +21,7 @@ def data_root(tmp_path, sample_run):
     tok, sha = load_tokenizer(Store(str(root)))
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, depth=1, seq_len=64))
-    save_checkpoint(str(root / "checkpoints" / "base"), 3, model, None, {}, {"tokenizer_sha256": sha})
+    save_checkpoint(str(root / "checkpoints" / "base"), 3, model, None, {}, {}, tokenizer_sha256=sha)
     return root
 
 
@@ -61,6 +61,6 @@ def test_a_checkpoint_from_another_tokenizer_is_refused(data_root, capsys, monke
     monkeypatch.chdir(data_root.parent)
     tok, _ = load_tokenizer(Store(str(data_root)))
     save_checkpoint(str(data_root / "checkpoints" / "base"), 4, GPT(GPTConfig(vocab_size=tok.n_vocab, depth=1)),
-                    None, {}, {"tokenizer_sha256": "0" * 64})
+                    None, {}, {}, tokenizer_sha256="0" * 64)
     assert main(["generate", "--prompt", "x", "--data", str(data_root)]) == 2
-    assert "was trained with tokenizer 000000000000" in " ".join(capsys.readouterr().out.split())
+    assert f"was trained with tokenizer sha256 {'0' * 64}" in " ".join(capsys.readouterr().out.split())

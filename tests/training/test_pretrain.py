@@ -181,6 +181,27 @@ def test_a_run_killed_after_a_checkpoint_resumes_with_the_same_losses(data_root,
     assert [history[s] for s in sorted(history)] == [straight[s] for s in sorted(history)]  # bit for bit on CPU
 
 
+def test_resuming_under_a_retrained_tokenizer_of_the_same_size_is_refused(data_root, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "ckpt"
+    shutil.copytree(data_root, data)
+    common = ["--data", str(data), "--out", str(out), "--checkpoint-every", "2", "--eval-every", "2", *TINY]
+    pretrain(*common, "--max-steps", "2")
+    store = Store(str(data))
+    old_sha = load_tokenizer(store)[1]
+    shards = sorted({s.shard for s in list_token_parts(store).segments})
+    retrained = train_tokenizer(store, {CRAWL: shards}, vocab_size=512, max_train_bytes=100_000)
+    assert retrained["tokenizer"].n_vocab == 512 and retrained["sha256"] != old_sha  # the same model shape
+    for shard in shards:
+        write_token_shard(store, CRAWL, shard, retrained["tokenizer"], retrained["sha256"])
+    done = subprocess.run([sys.executable, "-m", "training.pretrain", *common, "--max-steps", "4"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    message = " ".join(done.stderr.split())
+    assert done.returncode != 0 and f"checkpoint {out}/step-000002 was trained with tokenizer sha256 {old_sha}" in (
+        message), done.stderr[-3000:]
+    assert f"the tokenizer in use has sha256 {retrained['sha256']}" in message and "--no-resume" in message
+    assert committed_steps(str(out)) == [2]
+
+
 def test_no_token_shards_exits_nonzero_naming_the_path(tmp_path):
     empty = tmp_path / "nothing_here"
     empty.mkdir()

@@ -7,10 +7,12 @@ import shutil
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint
+from training.chat import parse_reply, render_prompt
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.engine import Engine, Sampling
+from training.evals import reward
 from training.model import GPT, GPTConfig
-from training.rl import advantages, generated_mask, main, policy_loss
+from training.rl import advantages, generated_mask, main, policy_loss, rollout
 
 
 def test_the_baseline_is_the_mean_reward_of_the_replies_to_the_same_problem():
@@ -21,6 +23,48 @@ def test_tokens_a_tool_pasted_in_carry_no_gradient():
     start, end = 90, 91
     assert generated_mask([5, 6, start, 7, 8, end, 9, 10], start, end) == [1, 1, 0, 0, 0, 0, 1, 1]
     assert generated_mask([5, start, 7], start, end) == [1, 0, 0]  # cut off inside the output
+
+
+@pytest.mark.parametrize("marker", ["<|output_end|>", "<|output_start|>"])
+def test_a_reply_that_writes_a_tool_output_marker_itself_gets_no_reward(two_tokenizers, scripted_model, marker):
+    """Both models answer 5, the right answer; one then writes a tool's output marker itself. Its reply ends there
+    and is rewarded 0 (the text alone would have earned 1), the rollout counts it, and the marker itself is trained
+    on, so the 0 pushes it down."""
+    tok = two_tokenizers[0]
+    item = {"source": "arithmetic", "answer": "5",
+            "messages": [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]}
+    im_sep, im_end, forged = (tok.encode_special(n) for n in ("<|im_sep|>", "<|im_end|>", marker))
+    sampling = Sampling(max_new_tokens=16, temperature=1.0, stop_tokens=(im_end,), seed=0)
+    honest = rollout(scripted_model(tok.n_vocab, [im_sep, *tok.encode("5"), im_end]), tok, [item], 2, sampling, {})
+    assert honest.rewards == [1.0, 1.0] and honest.forged_tool_output == 0
+    forging = rollout(scripted_model(tok.n_vocab, [im_sep, *tok.encode("5"), forged]), tok, [item], 2, sampling, {})
+    assert forging.replies == [[*tok.encode("5"), forged]] * 2
+    assert forging.rewards == [0.0, 0.0] and forging.forged_tool_output == 2
+    assert reward(item, parse_reply(tok, forging.replies[0])) == 1.0, "the reply's text alone gives the answer"
+    assert forging.masks == [[1] * len(forging.replies[0])] * 2
+    assert forging.prompts == [render_prompt(tok, item["messages"][:1])] * 2
+
+
+def test_rl_refuses_a_start_or_resume_checkpoint_of_another_tokenizer(two_tokenizers, chat_root, tmp_path):
+    (root_a, sha_a), (root_b, sha_b) = (chat_root(tmp_path / n, t) for n, t in zip("ab", two_tokenizers))
+    out = tmp_path / "rl"
+    common = ["--data", root_a, "--out", str(out), "--max-steps", "1", "--prompts", "1", "--samples", "2",
+              "--eval-items", "1", "--max-new-tokens", "4"]
+    with pytest.raises(SystemExit) as refused:  # an SFT checkpoint trained with tokenizer b
+        main([*common, "--start", f"{root_b}/checkpoints/base"])
+    assert f"{root_b}/checkpoints/base/step-000001" in str(refused.value)
+    assert sha_a in str(refused.value) and sha_b in str(refused.value)
+    model = GPT(GPTConfig(vocab_size=two_tokenizers[1].n_vocab, depth=1, seq_len=64))
+    save_checkpoint(str(out), 1, model, torch.optim.AdamW(model.parameters()), {"step": 1}, {"history": []},
+                    tokenizer_sha256=sha_b)
+    with pytest.raises(SystemExit) as refused:  # a start trained with a, but an RL run of b's to resume
+        main([*common, "--start", f"{root_a}/checkpoints/base", "--max-steps", "2"])
+    assert f"{out}/step-000001" in str(refused.value)
+    assert sha_a in str(refused.value) and sha_b in str(refused.value)
+    # with its start's tokenizer, a run goes through, counting forged tool outputs among its metrics
+    assert main([*common, "--start", f"{root_a}/checkpoints/base", "--out", str(tmp_path / "rl_a")]) == 0
+    config = load_checkpoint(str(tmp_path / "rl_a"))["config"]
+    assert config["tokenizer_sha256"] == sha_a and config["history"][-1]["forged_tool_output"] in (0, 1, 2)
 
 
 def test_the_policy_gradient_raises_the_rewarded_reply_and_lowers_the_other():

@@ -39,3 +39,25 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data, capsy
     config = straight["config"]
     assert config["base_checkpoint"].endswith("checkpoints/base/step-000200") and config["stage"] == "sft"
     assert [h["step"] for h in config["history"]] == list(range(1, 11)) == [h["step"] for h in resumed["config"]["history"]]
+
+
+def test_sft_refuses_a_base_or_resume_checkpoint_of_another_tokenizer_of_the_same_size(two_tokenizers, chat_root,
+                                                                                        tmp_path):
+    (root_a, sha_a), (root_b, sha_b) = (chat_root(tmp_path / n, t) for n, t in zip("ab", two_tokenizers))
+    out = tmp_path / "sft"
+    common = ["--out", str(out), "--batch-size", "2", "--checkpoint-every", "1", "--eval-items", "1"]
+    assert main(["--data", root_b, *common, "--max-steps", "1"]) == 0  # an SFT run under tokenizer b
+    assert load_checkpoint(str(out))["config"]["tokenizer_sha256"] == sha_b
+    # the store's tokenizer retrained (a, of the same size: the weights would load): resuming is refused
+    with pytest.raises(SystemExit) as refused:
+        main(["--data", root_a, *common, "--max-steps", "2"])
+    assert f"{out}/step-000001" in str(refused.value)
+    assert sha_a in str(refused.value) and sha_b in str(refused.value)
+    # and so is starting from a base checkpoint trained with b
+    with pytest.raises(SystemExit) as refused:
+        main(["--data", root_a, "--base", f"{root_b}/checkpoints/base", *common, "--out", str(tmp_path / "other")])
+    assert f"{root_b}/checkpoints/base/step-000001" in str(refused.value)
+    assert sha_a in str(refused.value) and sha_b in str(refused.value)
+    # under its own tokenizer the run resumes
+    assert main(["--data", root_b, *common, "--max-steps", "2"]) == 0
+    assert load_checkpoint(str(out))["step"] == 2

@@ -70,15 +70,47 @@ def test_tool_results_are_real_and_answers_true(items):
             assert "crawl2chat" in reply
 
 
-def test_user_conversations_are_read_and_bad_lines_named():
-    good = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
-    assert sft_data.read_conversations([good, "", good])[1]["source"] == "user"
-    with pytest.raises(ValueError, match="line 2: turn 0 is 'assistant'"):
-        sft_data.read_conversations([good, '{"messages": [{"role": "assistant", "content": "x"}]}'])
-    with pytest.raises(ValueError, match="line 1"):
-        sft_data.read_conversations(["not json"])
+def test_an_unknown_source_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown SFT sources \\['poems'\\]"):
         sft_data.mixture(0, {"poems": 1}, python_tool)
+
+
+def test_shared_questions_are_found_in_any_turn_whatever_the_case():
+    def chat(*questions: str) -> dict:
+        return {"messages": [m for q in questions for m in ({"role": "user", "content": q},
+                                                             {"role": "assistant", "content": "ok"})]}
+
+    train = [chat("What is 2 + 2?"), chat("Who are you?", "Where do  you live?")]
+    held_out = [chat("who are you?"), chat("Name a colour.", "Where do you live?"), chat("What is 2 + 3?")]
+    assert sft_data.shared_questions(train, held_out) == {"who are you?", "where do you live?"}
+    assert sft_data.shared_questions(train, [chat("What is 2 + 3?")]) == set()
+
+
+def _every_tenth_held_out(items: list[dict]) -> tuple[list[dict], list[dict]]:
+    """training/sft.py's split of the stored conversations."""
+    return [it for i, it in enumerate(items) if i % 10 != 9], [it for i, it in enumerate(items) if i % 10 == 9]
+
+
+def _leaks(why: str):
+    return pytest.mark.xfail(strict=True, reason="sft.py holds out every tenth conversation whatever its question, "
+                             f"so held-out accuracy partly measures recall: {why}")
+
+
+@pytest.mark.parametrize("counts", [
+    # 8,100 sums, ~10^6 products, ~50,000 invented names: a question drawn twice is rare (a sum, now and then)
+    pytest.param({"arithmetic": 40, "unknown": 60}, id="arithmetic+unknown"),
+    pytest.param({"identity": 20}, id="identity", marks=_leaks(
+        "identity asks one of 9 fixed questions, so at the default 150 every held-out one was trained on")),
+    pytest.param({"letter_counting": 40}, id="letter_counting", marks=_leaks(
+        "letter counting draws from 816 questions (25 words); at the default 200, 30-50% of the held-out ones "
+        "were trained on")),
+    pytest.param({"unknown": 20, "multi_turn": 10}, id="multi_turn", marks=_leaks(
+        "a multi_turn conversation copies two others, so a held-out one's questions are in training, and a "
+        "held-out single's question may be copied into a training multi_turn one")),
+])
+def test_the_held_out_tenth_asks_no_question_trained_on(counts):
+    train, held_out = _every_tenth_held_out(sft_data.mixture(0, counts, python_tool))
+    assert held_out and sft_data.shared_questions(train, held_out) == set()
 
 
 def test_conversations_round_trip_through_the_store(items, tmp_path):
