@@ -50,15 +50,16 @@ def _checkpoint_args(p: argparse.ArgumentParser, common, stage: str | None = "ba
 def _load(args, load_config):
     """(model, tokenizer, checkpoint) with the tokenizer the checkpoint was trained with."""
     from pipeline.token_io import load_tokenizer
-    from training.checkpoint import checkpoint_root, load_checkpoint
+    from training.checkpoint import check_tokenizer, checkpoint_root, load_checkpoint, step_dir
 
     config = load_config(args.config, args.data)
     store = config.store()
     if args.stage is None:  # chat: the last post-training stage that has a checkpoint
         args.stage = next((stage for stage in reversed(CHAT_STAGES) if _has_checkpoint(config, stage)), CHAT_STAGES[0])
     root = args.checkpoint or checkpoint_root(config.data_root, args.stage)
+    checkpoint = load_checkpoint(root, args.step, config.storage_options(root))
     tokenizer, sha = load_tokenizer(store)
-    checkpoint = load_checkpoint(root, args.step, config.storage_options(root), tokenizer_sha256=sha)
+    check_tokenizer(checkpoint["config"], sha, f"{root.rstrip('/')}/{step_dir(checkpoint['step'])}")
     return checkpoint["model"], tokenizer, checkpoint, store
 
 

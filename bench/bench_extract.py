@@ -16,6 +16,7 @@ their harmonic mean.
 from __future__ import annotations
 
 import argparse
+import os
 import gzip
 import json
 import re
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from bench.common import best_of, save
 
-DEV_SET = Path(__file__).resolve().parents[1] / ".." / "shared" / "extraction-dev"
+# the dev half beside the clone, or where CRAWL2CHAT_EXTRACTION_DEV points
+DEV_SET = Path(os.environ.get("CRAWL2CHAT_EXTRACTION_DEV") or Path(__file__).resolve().parents[2] / "shared" / "extraction-dev")
 SHINGLE_TOKENS = 4
 _TOKEN = re.compile(r"\w+")
 

@@ -1,13 +1,25 @@
-"""Shared fixtures: real WARC files written with warcio, a scratch data root, a Dagster instance."""
+"""Shared fixtures: real WARC files written with warcio, a scratch data root, a Dagster instance; for the training
+tests, two tokenizers of one vocabulary size, a chat data root and a model whose next token is scripted."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
+
+from pipeline.storage import Store
+from pipeline.token_io import ALL, TOKENIZER, TOKENIZER_FILES
+from pipeline.tokenizer import Tokenizer
+from training import sft_data
+from training.checkpoint import save_checkpoint
+from training.model import GPT, GPTConfig
 
 PROSE = (
     "The Debian project is an association of individuals who have made common cause to create a free operating "
@@ -86,3 +98,72 @@ def sample_run(tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr[-3000:]
     (root / "stdout.txt").write_text(done.stdout)
     return root
+
+
+# --- the training tests' objects: two tokenizers of one size, a chat data root, a scripted model ---
+
+TEXT_A = "Who are you? I am a small language model. I don't know who that is. " * 20
+TEXT_B = "The kernel schedules processes; the package manager resolves dependencies. " * 20
+
+
+@pytest.fixture(scope="session")
+def two_tokenizers() -> tuple[Tokenizer, Tokenizer]:
+    """Trained on different text to the same vocabulary size: models of one shape, whose ids mean other text."""
+    a, b = (Tokenizer.train([text], vocab_size=300) for text in (TEXT_A, TEXT_B))
+    assert a.n_vocab == b.n_vocab == 300 and a.mergeable_ranks != b.mergeable_ranks
+    return a, b
+
+
+@pytest.fixture
+def chat_root() -> Callable[[Path, Tokenizer], tuple[str, str]]:
+    """Makes a data root as sft and rl read it: `tokenizer` committed as the tokenizer asset, ten identity and
+    "I don't know" conversations, and a tiny base checkpoint (step 1) trained with that tokenizer. Returns the root
+    and the tokenizer's sha256 (pipeline/token_io.py's: of tokenizer.tiktoken)."""
+
+    def make(path: Path, tokenizer: Tokenizer) -> tuple[str, str]:
+        store = Store(str(path))
+        files = tokenizer.to_files()
+        for name in TOKENIZER_FILES:
+            store.write_bytes(f"{store.partition_dir(TOKENIZER, ALL, ALL)}/{name}", files[name])
+        sha = hashlib.sha256(files["tokenizer.tiktoken"]).hexdigest()
+        store.commit(TOKENIZER, ALL, ALL, [], {"sha256": sha}, files=list(TOKENIZER_FILES))
+        rng = random.Random(0)
+        sft_data.save_conversations(store, sft_data.identity(rng, 6) + sft_data.unknown(rng, 4), {})
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=tokenizer.n_vocab, depth=1, seq_len=64))
+        save_checkpoint(str(path / "checkpoints" / "base"), 1, model, None, {}, {}, tokenizer_sha256=sha)
+        return str(path), sha
+
+    return make
+
+
+class ScriptedModel(torch.nn.Module):
+    """A real module, shaped as the engine expects a GPT, whose logits after token a favour `chain[a]` whatever
+    came before: greedy or sampled, it writes exactly what a test scripts, tool markers included."""
+
+    def __init__(self, vocab_size: int, chain: dict[int, int]) -> None:
+        super().__init__()
+        self.config = GPTConfig(vocab_size=vocab_size, depth=1, seq_len=128)
+        self.embed_tokens = torch.nn.Embedding(vocab_size, vocab_size)  # row a: the logits after token a
+        with torch.no_grad():
+            self.embed_tokens.weight.zero_()
+            for a, b in chain.items():
+                self.embed_tokens.weight[a, b] = 50.0  # e^-50: no other token is ever sampled
+
+    def forward(self, idx: torch.Tensor, targets=None, cache=None, rows=None) -> torch.Tensor:
+        return self.embed_tokens(idx)
+
+
+@pytest.fixture
+def scripted_model() -> Callable[..., ScriptedModel]:
+    """scripted_model(vocab_size, *sequences): a ScriptedModel that follows each sequence, token after token."""
+
+    def make(vocab_size: int, *sequences: Sequence[int]) -> ScriptedModel:
+        chain: dict[int, int] = {}
+        for sequence in sequences:
+            for a, b in zip(sequence, sequence[1:]):
+                if chain.setdefault(a, b) != b:
+                    raise ValueError(f"token {a} is followed by both {chain[a]} and {b} in the script")
+        return ScriptedModel(vocab_size, chain)
+
+    return make

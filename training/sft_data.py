@@ -98,7 +98,9 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool) 
     """Questions whose answer is in a passage of the corpus: the assistant searches for the passage's rarest words
     and answers with the first sentence of what came back. `passages`: dicts with "url" and "text"."""
     items = []
-    for passage in rng.sample(passages, min(n, len(passages))):
+    for passage in rng.sample(passages, len(passages)):  # passages in random order until n questions are made
+        if len(items) == n:
+            break
         words = [w.strip(".,:;()\"'") for w in passage["text"].split()]
         words = [w for w in words if len(w) > 4 and w.isalpha()]
         if len(words) < 3:
