@@ -84,6 +84,12 @@ def masked_loss(model, rendered: list, batch_size: int, device: torch.device) ->
     return nats / max(count, 1)
 
 
+def scorable(items: list[dict], n: int) -> list[dict]:
+    """The first `n` items with an answer to check: an imported conversation without one still counts in the
+    held-out loss, but would score 0 whatever the model says."""
+    return [it for it in items if it.get("answer")][:n]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = pick_device(args.device)
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     step, history = resume(args.out, model, optimizer, device, tokenizer_sha, "sft")
     tools = available_tools(store)
     val_rendered = [r for r, _ in rendered["val"]]
-    eval_items = [it for _, it in rendered["val"]][: args.eval_items]
+    eval_items = scorable([it for _, it in rendered["val"]], args.eval_items)
 
     with Reporter(True) as reporter:
         reporter.log(f"sft from {base_ref}: {len(rendered['train'])} train / {len(rendered['val'])} val "

@@ -61,3 +61,12 @@ def test_sft_refuses_a_base_or_resume_checkpoint_of_another_tokenizer_of_the_sam
     # under its own tokenizer the run resumes
     assert main(["--data", root_b, *common, "--max-steps", "2"]) == 0
     assert load_checkpoint(str(out))["step"] == 2
+
+
+def test_only_items_with_an_answer_are_scored():
+    from training.sft import scorable
+
+    items = [{"source": "imported", "answer": None}, {"source": "gsm8k", "answer": "42"},
+             {"source": "imported", "answer": ""}, {"source": "identity", "answer": "crawl2chat"},
+             {"source": "unknown", "answer": "I don't know"}]
+    assert [it["source"] for it in scorable(items, 2)] == ["gsm8k", "identity"]
