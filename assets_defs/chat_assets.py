@@ -78,8 +78,9 @@ def search_index(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
 
 @dg.asset(deps=["search_index"], group_name="chat", kinds={"polars"},
           description="Conversations for SFT: identity, arithmetic, letter counting and search through the tools, "
-          "\"I don't know\" for invented names, and pairs of them as two-turn chats, tool results real; plus the "
-          "conversation files SFTConfig imports, their bad records counted.")
+          "\"I don't know\" for invented names, two-turn chats (follow-ups and changes of topic), tool results real; "
+          "a held-out split about other numbers, words and names; plus the conversation files SFTConfig imports, "
+          "their bad records counted.")
 def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.MaterializeResult:
     store = settings.store()
     index = SearchIndex.load(store)
@@ -90,14 +91,18 @@ def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.Materializ
         imported, report = conversation_io.read_import(uri, settings.storage_options(uri), sft.import_max, sft.seed)
         items += imported
         imports[uri] = report.as_dict()
-    by_source: dict[str, int] = {}
+    by_source: dict[str, dict[str, int]] = {}
     for item in items:
-        by_source[item["source"]] = by_source.get(item["source"], 0) + 1
+        counts = by_source.setdefault(item["source"], {sft_data.TRAIN: 0, sft_data.HELD_OUT: 0})
+        counts[item["split"]] += 1
+    held_out = [it for it in items if it["split"] == sft_data.HELD_OUT]
+    shared = sft_data.shared_questions((it for it in items if it["split"] == sft_data.TRAIN), held_out)
     sft_data.save_conversations(store, items, {"by_source": by_source, "search_index": index.fingerprint,
                                                "imports": imports})
     preview = "\n\n".join(f"**{it['source']}**: `{it['messages']}`" for it in items[:5])
     return dg.MaterializeResult(metadata={
-        "conversations": len(items), "by_source": dg.MetadataValue.json(by_source),
+        "conversations": len(items), "held_out": len(held_out), "by_source": dg.MetadataValue.json(by_source),
+        "held_out_questions_also_trained_on": len(shared),
         "imports": dg.MetadataValue.json(imports),
         "imported_skipped": sum(sum(r["skipped"].values()) for r in imports.values()),
         "preview": dg.MetadataValue.md(preview)})

@@ -258,7 +258,8 @@ def cmd_crawl(args) -> int:
     from pipeline.sources import is_common_crawl_dump
 
     config = load_config(args.config, args.data)
-    sections = {s: load_section(args.config, s) for s in TRAINING_SECTIONS}  # checked before any work starts
+    for section in TRAINING_SECTIONS:  # checked before any work starts
+        load_section(args.config, section)
     registry = config.registry()
     if args.crawl_command == "add":
         source = args.source or (args.name if is_common_crawl_dump(args.name) else None)

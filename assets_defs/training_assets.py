@@ -14,22 +14,27 @@ from training.checkpoint import checkpoint_root
 
 
 class TrainingJob(dg.ConfigurableResource):
-    """What every training stage's settings share: where its process runs when the launcher is a pod."""
+    """What every training stage's settings share: how many processes, and where they run when the launcher is a
+    pod."""
 
+    nproc: int = Field(default=1, ge=1, description="Processes (torchrun): GPUs on a GPU node, 1 on a laptop.")
     image: str | None = Field(default=None, description="Container image, for a pod launcher (CRAWL2CHAT_PIPES=k8s).")
 
-    @staticmethod
-    def script(module: str, data_root: str, flags: dict) -> list[str]:
-        """`python -m module --data data_root --flag value ...`, the way every training script is started."""
-        return [sys.executable, "-m", module, "--data", data_root,
+    def script(self, module: str, data_root: str, flags: dict) -> list[str]:
+        """`python -m module --data data_root --flag value ...`, the way every training script is started; under
+        torchrun with nproc processes when nproc > 1."""
+        launcher = [sys.executable] if self.nproc == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"]
+        return [*launcher, "-m", module, "--data", data_root,
                 *(x for k, v in flags.items() for x in (f"--{k}", str(v)))]
 
-    def pod_options(self, command: list[str], gpus: int = 1) -> dict:
-        """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and GPUs for a pod."""
+    def pod_options(self, command: list[str]) -> dict:
+        """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and nproc GPUs for a
+        pod."""
         options: dict = {"command": command}
         if self.image:
             options.update(image=self.image, base_pod_spec={"containers": [
-                {"name": "train", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]})
+                {"name": "train", "resources": {"limits": {"nvidia.com/gpu": self.nproc}}}]})
         return options
 
 
@@ -46,23 +51,18 @@ class PretrainConfig(TrainingJob):
     optimizer: str = Field(default="adamw", pattern="^(adamw|muon)$", description="muon: Muon on the blocks' matrices.")
     eval_every: int = Field(default=50, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
-    nproc: int = Field(default=1, ge=1, description="Processes (torchrun): GPUs on a GPU node, 1 on a laptop.")
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
     checkpoint_root: str | None = Field(default=None, description="Default: {data_root}/checkpoints/base.")
 
     def command(self, data_root: str, out: str) -> list[str]:
-        script = ["-m", "training.pretrain"]
-        launcher = [sys.executable] if self.nproc == 1 else [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"]
-        return [*launcher, *script, "--data", data_root, "--out", out, "--depth", str(self.depth),
-                "--seq-len", str(self.seq_len), "--batch-size", str(self.batch_size), "--grad-accum", str(self.grad_accum),
-                "--max-steps", str(self.max_steps), "--lr", str(self.lr), "--warmup-steps", str(self.warmup_steps),
-                "--optimizer", self.optimizer,
-                "--eval-every", str(self.eval_every), "--checkpoint-every", str(self.checkpoint_every),
-                "--device", self.device]
+        return self.script("training.pretrain", data_root, {
+            "out": out, "depth": self.depth, "seq-len": self.seq_len, "batch-size": self.batch_size,
+            "grad-accum": self.grad_accum, "max-steps": self.max_steps, "lr": self.lr,
+            "warmup-steps": self.warmup_steps, "optimizer": self.optimizer, "eval-every": self.eval_every,
+            "checkpoint-every": self.checkpoint_every, "device": self.device})
 
     def launch_options(self, data_root: str, out: str) -> dict:
-        return self.pod_options(self.command(data_root, out), gpus=self.nproc)  # a pod asks for nproc GPUs
+        return self.pod_options(self.command(data_root, out))
 
 
 @dg.asset(

@@ -121,7 +121,7 @@ def _ours_chain(files: list[str]) -> int:
     from pipeline.url_filter import URLFilter
     from pipeline.warc import read_warc
 
-    url_filter, filters, n = URLFilter(), default_quality_filters(), 0
+    url_filter, filters = URLFilter(), default_quality_filters()
     for f in files:
         for batch in read_warc(f):
             records = batch.records

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import random
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from pipeline.tokenizer import Tokenizer
 from training import sft_data
 from training.checkpoint import save_checkpoint
 from training.model import GPT, GPTConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROSE = (
     "The Debian project is an association of individuals who have made common cause to create a free operating "
@@ -127,8 +131,7 @@ def chat_root() -> Callable[[Path, Tokenizer], tuple[str, str]]:
             store.write_bytes(f"{store.partition_dir(TOKENIZER, ALL, ALL)}/{name}", files[name])
         sha = hashlib.sha256(files["tokenizer.tiktoken"]).hexdigest()
         store.commit(TOKENIZER, ALL, ALL, [], {"sha256": sha}, files=list(TOKENIZER_FILES))
-        rng = random.Random(0)
-        sft_data.save_conversations(store, sft_data.identity(rng, 6) + sft_data.unknown(rng, 4), {})
+        sft_data.save_conversations(store, sft_data.mixture(0, {"identity": 6, "unknown": 4}, str), {})
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=tokenizer.n_vocab, depth=1, seq_len=64))
         save_checkpoint(str(path / "checkpoints" / "base"), 1, model, None, {}, {}, tokenizer_sha256=sha)
@@ -167,3 +170,18 @@ def scripted_model() -> Callable[..., ScriptedModel]:
         return ScriptedModel(vocab_size, chain)
 
     return make
+
+
+def run_module(module: str, *args: str, nproc: int = 1, log: Path | None = None):
+    """A training script as a user runs it: python -m, or torchrun for several processes. With `log`, it is started
+    in the background with its output going there, and the Popen is returned."""
+    launcher = [sys.executable] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    command = [*launcher, "-m", module, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same arithmetic however many processes share the cores
+    if log is not None:
+        with open(log, "w") as f:
+            return subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

@@ -18,6 +18,8 @@ A record with `question` and `answer` is a GSM8K problem, the answer its worked 
 becomes {"source": "gsm8k", "messages": [question, the solution without its calculator annotations ("<<48/2=24>>")
 and ending "The answer is N."], "answer": "N"}, which training/evals.py's reward checks.
 
+Each item gets a split (train or held_out) from its first user message (sft_data.split_of).
+
 A bad record is skipped and counted by reason, the first few by place (JSONL's line, counted from 1 as editors do;
 parquet's row, from 0 as polars and `datasets` index it). A file with no usable record is a ValueError.
 """
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 import fsspec
 
 from training.chat import ROLES, validate
+from training.sft_data import split_of
 
 IMPORTED, GSM8K = "imported", "gsm8k"
 FORMATS = (".jsonl", ".jsonl.gz", ".parquet")
@@ -107,7 +110,15 @@ def read_import(uri: str, storage_options: dict | None = None, max_items: int | 
 
 
 def to_item(record: str | Mapping) -> tuple[dict, bool]:
-    """(item, whether a last user message was dropped) of one record: a JSON line or a parquet row; BadRecord."""
+    """(item, whether a last user message was dropped) of one record: a JSON line or a parquet row; BadRecord. The
+    item's split is sft_data.split_of its first user message, so a question asked in several records of a file
+    falls on one side."""
+    item, trimmed = _item(record)
+    first = next((m["content"] for m in item["messages"] if m["role"] == "user"), "")
+    return {**item, "split": split_of(" ".join(str(first).split()).casefold())}, trimmed
+
+
+def _item(record: str | Mapping) -> tuple[dict, bool]:
     if isinstance(record, str):
         try:
             record = json.loads(record)

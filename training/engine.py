@@ -35,8 +35,10 @@ class Sampling:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def sample_next(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
-    """One token a row from (B, V) logits: greedy at temperature 0, else top-k then top-p (nucleus) sampling."""
+def sample_next(logits: torch.Tensor, sampling: Sampling,
+                generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+    """One token a row from (B, V) logits: greedy at temperature 0, else top-k then top-p (nucleus) sampling; with
+    a list of generators, row b draws from generator[b] alone, so its tokens do not depend on the other rows."""
     if sampling.temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / sampling.temperature
@@ -50,6 +52,8 @@ def sample_next(logits: torch.Tensor, sampling: Sampling, generator: torch.Gener
         drop = probs.cumsum(dim=-1) - probs > sampling.top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = logits.softmax(dim=-1)
+    if isinstance(generator, list):
+        return torch.cat([torch.multinomial(probs[b:b + 1], 1, generator=g) for b, g in enumerate(generator)])[:, 0]
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -61,11 +65,13 @@ class Engine:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
-                 on_token: OnToken | None = None) -> Iterator[list[int | None]]:
+                 on_token: OnToken | None = None, row_seeds: Sequence[int] | None = None) -> Iterator[list[int | None]]:
         """With `on_token`, each sampled token is shown to it with its row's index and tokens so far; the tokens it
         returns are fed to that row next instead of sampled ones (how a tool's result enters the sequence). When it
         returns None instead, the row ends there, the refused token its last, as after a stop token (how a tool
-        refuses a token that only it may write: training/chat.py's ToolCalls)."""
+        refuses a token that only it may write: training/chat.py's ToolCalls). `row_seeds` (instead of
+        sampling.seed) give each row its own random stream: a row samples the same tokens in any batch, as when
+        training/rl.py splits a step's prompts among processes."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         seq_len = self.model.config.seq_len
@@ -73,7 +79,11 @@ class Engine:
         if longest >= seq_len:
             raise ValueError(f"a prompt of {longest} tokens leaves no room in seq_len={seq_len}")
         generator = None
-        if sampling.seed is not None:
+        if row_seeds is not None:
+            if len(row_seeds) != len(prompts):
+                raise ValueError(f"{len(row_seeds)} row seeds for {len(prompts)} prompts")
+            generator = [torch.Generator(device=self.device).manual_seed(s) for s in row_seeds]
+        elif sampling.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         steps = min(sampling.max_new_tokens, seq_len - longest)
         rows = [list(p) for p in prompts]
@@ -105,10 +115,10 @@ class Engine:
             logits = self._step(rows, tokens)
 
     def generate_all(self, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
-                     on_token: OnToken | None = None) -> list[list[int]]:
+                     on_token: OnToken | None = None, row_seeds: Sequence[int] | None = None) -> list[list[int]]:
         """The new tokens of every prompt (stop token, or the token `on_token` refused, included)."""
         results: list[list[int]] = [[] for _ in prompts]
-        for step in self.generate(prompts, sampling, on_token):
+        for step in self.generate(prompts, sampling, on_token, row_seeds):
             for b, token in enumerate(step):
                 if token is not None:
                     results[b].append(token)

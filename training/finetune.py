@@ -1,4 +1,4 @@
-"""What the post-training scripts (sft, rl) share: the device, the checkpoint they start from, resuming their own."""
+"""What the post-training scripts (sft, rl) share: the checkpoint they start from, resuming their own."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ import torch
 from pipeline.storage import Store
 from pipeline.token_io import load_tokenizer
 from training.checkpoint import TokenizerMismatch, latest_step, load_checkpoint, step_dir
-
-
-def pick_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 def load_start(store: Store, root: str, device: torch.device, script: str) -> tuple:

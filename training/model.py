@@ -166,8 +166,10 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
         rows: torch.Tensor | None = None,
+        reduction: str = "mean",
     ):
-        """Logits (B, T, V), or the mean cross-entropy when `targets` are given (-1 targets are ignored).
+        """Logits (B, T, V), or the cross-entropy when `targets` are given (-1 targets are ignored): its mean over
+        the targets, or with reduction="sum" its sum (a distributed step divides by the global count).
 
         With a cache, `idx` continues rows `rows` of it (all rows when None) from their current lengths.
         """
@@ -191,7 +193,8 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm(x))
         if targets is None:
             return logits
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1,
+                               reduction=reduction)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

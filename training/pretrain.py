@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import math
-import os
 import random
 import sys
 import time
@@ -33,6 +32,7 @@ from pipeline.tokenizer import Tokenizer
 from training.checkpoint import (TokenizerMismatch, checkpoint_root, latest_step, load_checkpoint, save_checkpoint,
                                  step_dir)
 from training.data import TokenStream, bytes_per_token
+from training.distributed import Distributed
 from training.engine import Engine, Sampling
 from training.evals import ICL_PROBE_LEN, in_context_gain
 from training.model import GPT, GPTConfig
@@ -133,39 +133,6 @@ def peak_flops(device: torch.device) -> float | None:
     return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
 
 
-class Distributed:
-    """This process's place among torchrun's: rank, world size, device, and the sum all-reduce."""
-
-    def __init__(self, device_arg: str) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
-        if cuda and not torch.cuda.is_available():
-            raise SystemExit("pretrain: --device cuda, but torch sees no CUDA device")
-        self.device = torch.device("cuda", self.local_rank) if cuda else torch.device("cpu")
-        if cuda:
-            torch.cuda.set_device(self.device)
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    def init(self) -> None:
-        if self.enabled:
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo", device_id=(
-                self.device if self.device.type == "cuda" else None))
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.enabled:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)  # gloo has no AVG
-        return t
-
-    def close(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.destroy_process_group()
-
-
 def rng_state() -> dict:
     np_state = np.random.get_state()
     return {
@@ -229,7 +196,7 @@ def generate_samples(model: GPT, tokenizer: Tokenizer, seed: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    dd = Distributed(args.device)
+    dd = Distributed(args.device, "pretrain")
     master = dd.rank == 0
     store = Store(args.data)
     try:  # everything that can be wrong with the data, before any process waits on another

@@ -2,6 +2,11 @@
 and is pushed towards those of its own replies that got it right.
 
     python -m training.rl --data data --max-steps 40
+    torchrun --standalone --nproc_per_node 8 -m training.rl --data s3://bucket/crawl2chat --prompts 4
+
+With torchrun each process samples and scores its --prompts of the step's --prompts x processes problems (each
+problem's replies drawn from its own seed, so the split changes nothing) and the gradients are summed, so N
+processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
 Each step draws --prompts problems (arithmetic and letter counting from training/sft_data.py's generators, a fresh
 draw a step from --seed and the step), samples --samples replies to each with the tools live, scores each 1 or 0
@@ -31,9 +36,10 @@ from training.chat import ToolCalls, render_prompt
 from training.checkpoint import checkpoint_root, save_checkpoint
 from training.engine import Engine, Sampling
 from training.evals import chat_accuracy, reply_rewards
-from training.finetune import load_start, pick_device, resume, show
+from training.distributed import Distributed
+from training.finetune import load_start, resume, show
 from training.reporting import Reporter
-from training.sft_data import arithmetic, letter_counting
+from training.sft_data import HELD_OUT, TRAIN, arithmetic, letter_counting
 from training.tools import available_tools
 
 TASKS = {"arithmetic": arithmetic, "letter_counting": letter_counting}
@@ -74,9 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def problems(rng: random.Random, tasks: list[str], n: int, python) -> list[dict]:
-    """n problems, the tasks in turn; each an item of sft_data (messages ending with the reference reply, answer)."""
-    return [TASKS[tasks[i % len(tasks)]](rng, 1, python)[0] for i in range(n)]
+def problems(rng: random.Random, tasks: list[str], n: int, python, split: str = TRAIN) -> list[dict]:
+    """n problems, the tasks in turn; each an item of sft_data (messages ending with the reference reply, answer)
+    from `split`'s side: training draws from TRAIN, evaluation from HELD_OUT, so no evaluated problem is practised."""
+    return [TASKS[tasks[i % len(tasks)]](rng, 1, python, split)[0] for i in range(n)]
 
 
 def generated_mask(reply: list[int], output_start: int, output_end: int, forged: bool = False) -> list[int]:
@@ -103,13 +110,16 @@ class Rollout:
     forged_tool_output: int  # replies ended for writing a tool's output marker themselves, each rewarded 0
 
 
-def rollout(model, tokenizer, items: list[dict], samples: int, sampling: Sampling, tools: dict) -> Rollout:
-    """`samples` replies to each item, sampled with the tools live, and scored."""
+def rollout(model, tokenizer, items: list[dict], samples: int, sampling: Sampling, tools: dict,
+            seeds: list[int] | None = None) -> Rollout:
+    """`samples` replies to each item, sampled with the tools live, and scored. With `seeds` (one an item), the
+    replies to an item are drawn from its own seed whatever else is in the batch."""
     prompts = [render_prompt(tokenizer, it["messages"][:-1]) for it in items for _ in range(samples)]
+    row_seeds = None if seeds is None else [seed * 1009 + k for seed in seeds for k in range(samples)]
     tool_calls = ToolCalls(tokenizer, tools)
     model.eval()
     with torch.no_grad():
-        replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls)
+        replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls, row_seeds=row_seeds)
     model.train()
     forged = {row for row, _ in tool_calls.forged}
     rewards = reply_rewards(tokenizer, [it for it in items for _ in range(samples)], replies, forged)
@@ -128,9 +138,11 @@ def advantages(rewards: list[float], group: int) -> list[float]:
 
 
 def policy_loss(model, prompts: list[list[int]], replies: list[list[int]], masks: list[list[int]],
-                advantage: list[float], device: torch.device) -> torch.Tensor:
-    """-mean over sampled tokens of advantage x log p(token): its gradient is the policy gradient."""
+                advantage: list[float], device: torch.device, sampled_tokens: float | None = None) -> torch.Tensor:
+    """-mean over sampled tokens of advantage x log p(token): its gradient is the policy gradient. The mean is over
+    `sampled_tokens` (default: those of these replies; a distributed step passes the count over all processes)."""
     rows = [(p + r, len(p), m, a) for p, r, m, a in zip(prompts, replies, masks, advantage) if a != 0 and r]
+    sampled_tokens = sampled_tokens or sum(sum(m) for m in masks)
     width = max(len(seq) for seq, *_ in rows) - 1
     x = torch.zeros(len(rows), width, dtype=torch.long)
     y = torch.zeros(len(rows), width, dtype=torch.long)
@@ -141,12 +153,21 @@ def policy_loss(model, prompts: list[list[int]], replies: list[list[int]], masks
         w[i, start - 1:start - 1 + len(mask)] = torch.tensor(mask, dtype=torch.float) * adv  # target j is seq[j + 1]
     x, y, w = x.to(device), y.to(device), w.to(device)
     logp = F.log_softmax(model(x).float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-    return -(logp * w).sum() / max(sum(sum(m) for m in masks), 1)
+    return -(logp * w).sum() / max(sampled_tokens, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = pick_device(args.device)
+    dd = Distributed(args.device, "rl")
+    dd.init()
+    try:
+        return train(args, dd)
+    finally:
+        dd.close()
+
+
+def train(args: argparse.Namespace, dd: Distributed) -> int:
+    device = dd.device
     store = Store(args.data)
     tokenizer, tokenizer_sha, start, start_ref = load_start(store, args.start, device, "rl")
     model = start["model"]
@@ -155,41 +176,49 @@ def main(argv: list[str] | None = None) -> int:
     tools = available_tools(store)
     im_end = tokenizer.encode_special("<|im_end|>")
     eval_items = problems(random.Random(f"rl-eval-{args.seed}"), args.tasks, args.eval_items * len(args.tasks),
-                          tools["python"])
+                          tools["python"], HELD_OUT)
+    mine = slice(dd.rank * args.prompts, (dd.rank + 1) * args.prompts)  # this process's problems of each step
 
-    with Reporter(True) as reporter:
-        reporter.log(f"rl from {start_ref}: tasks {', '.join(args.tasks)}, {args.prompts} problems x {args.samples} "
-                     f"replies a step, {model.num_params():,} parameters, {device.type}")
+    with Reporter(dd.master) as reporter:
+        reporter.log(f"rl from {start_ref}: tasks {', '.join(args.tasks)}, {args.prompts * dd.world_size} problems x "
+                     f"{args.samples} replies a step, {model.num_params():,} parameters, {dd.world_size} "
+                     f"process(es) on {device.type}")
         if step >= args.max_steps:
             reporter.log(f"{args.out} already reaches --max-steps {args.max_steps}; nothing to do")
             return 0
-        if step == 0:  # the start's accuracy, so every later evaluation has a baseline (history[0], step 0)
+        if step == 0 and dd.master:  # the start's accuracy, so every later evaluation has a baseline (step 0)
             history.append({"step": 0, "accuracy": chat_accuracy(model, tokenizer, eval_items, tools,
                                                                  max_new_tokens=args.max_new_tokens)["accuracy"]})
             reporter.log(f"step 0 | accuracy {history[0]['accuracy']}")
         last_eval, started = {}, time.perf_counter()
         for step in range(step, args.max_steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
-            items = problems(rng, args.tasks, args.prompts, tools["python"])
+            items = problems(rng, args.tasks, args.prompts * dd.world_size, tools["python"])
+            seeds = [rng.randrange(2**31) for _ in items]
             sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                stop_tokens=(im_end,), seed=rng.randrange(2**31))
-            batch = rollout(model, tokenizer, items, args.samples, sampling, tools)
+                                stop_tokens=(im_end,))
+            batch = rollout(model, tokenizer, items[mine], args.samples, sampling, tools, seeds[mine])
             advantage = advantages(batch.rewards, args.samples)
-            entry = {"step": step + 1, "reward": sum(batch.rewards) / len(batch.rewards),
-                     "reply_tokens": sum(map(len, batch.replies)) / len(batch.replies),
-                     "forged_tool_output": batch.forged_tool_output}
-            if any(advantage):
-                loss = policy_loss(model, batch.prompts, batch.replies, batch.masks, advantage, device)
+            reward_sum, replies, reply_tokens, forged, sampled, learning = dd.sum_floats(
+                sum(batch.rewards), len(batch.rewards), sum(map(len, batch.replies)), batch.forged_tool_output,
+                sum(map(sum, batch.masks)), sum(a != 0 for a in advantage))
+            entry = {"step": step + 1, "reward": reward_sum / replies, "reply_tokens": reply_tokens / replies,
+                     "forged_tool_output": int(forged)}
+            if learning:  # some process has replies that scored apart: every process steps, with summed gradients
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = torch.zeros(())
+                if any(advantage):
+                    loss = policy_loss(model, batch.prompts, batch.replies, batch.masks, advantage, device, sampled)
+                    loss.backward()
+                dd.sum_gradients(model)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
-                entry["train_loss"] = loss.item()
+                entry["train_loss"] = dd.sum_floats(loss.item())[0]
             history.append(entry)
             done = step + 1
             last = done == args.max_steps
             checkpoint_now = done % args.checkpoint_every == 0 or last
-            if done % args.eval_every == 0 or checkpoint_now:
+            if dd.master and (done % args.eval_every == 0 or checkpoint_now):
                 result = chat_accuracy(model, tokenizer, eval_items, tools, max_new_tokens=args.max_new_tokens)
                 last_eval = {"accuracy": result["accuracy"],
                              "samples": [show(q, parts) for q, parts in result["examples"][:4]]}
@@ -197,14 +226,15 @@ def main(argv: list[str] | None = None) -> int:
                 reporter.log(f"step {done}/{args.max_steps} | reward {entry['reward']:.3f} | forged tool outputs "
                              f"{entry['forged_tool_output']} | accuracy {result['accuracy']} | "
                              f"{time.perf_counter() - started:.0f} s")
-            if checkpoint_now:
+            if dd.master and checkpoint_now:
                 recent = [h for h in history[-args.checkpoint_every:] if "reward" in h]
-                meta = {"stage": "rl", "base_checkpoint": start_ref,
+                meta = {"stage": "rl", "base_checkpoint": start_ref, "world_size": dd.world_size,
                         "reward": sum(h["reward"] for h in recent) / len(recent), "history": history,
                         "start_accuracy": history[0]["accuracy"], **last_eval}
                 uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta,
                                       tokenizer_sha256=tokenizer_sha)
                 reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
+        dd.barrier()  # every process leaves after the master has written the last checkpoint
     return 0
 
 

@@ -2,9 +2,14 @@
 tokens only, and becomes a chat model.
 
     python -m training.sft --data data --max-steps 300
+    torchrun --standalone --nproc_per_node 8 -m training.sft --data s3://bucket/crawl2chat --batch-size 16
 
-The conversations are sft_conversations' (training/sft_data.py; {data}/sft_conversations/all/all/), every tenth
-held out. Each evaluation reports the held-out loss on assistant tokens and, per source, the share of held-out
+With torchrun each process trains on its slice of the step's --batch-size x processes conversations, the loss the
+mean over the whole batch's assistant tokens, so N processes take the steps one would with N times the batch; the
+first process evaluates and writes the checkpoints.
+
+The conversations are sft_conversations' (training/sft_data.py; {data}/sft_conversations/all/all/), trained on
+those of the train split; the held_out ones ask about other numbers, words and names, in other phrasings. Each evaluation reports the held-out loss on assistant tokens and, per source, the share of held-out
 questions whose greedy reply, tools in the loop, contains the verifiable answer. Checkpoints go to
 {data}/checkpoints/sft like the base model's (training/checkpoint.py) and name the base checkpoint they started
 from; a rerun with the same --out resumes from the latest one. Reports go to Dagster through Pipes when it launched
@@ -25,9 +30,10 @@ from pipeline.storage import Store
 from training.chat import render
 from training.checkpoint import checkpoint_root, save_checkpoint
 from training.evals import chat_accuracy
-from training.finetune import load_start, pick_device, resume, show
+from training.distributed import Distributed
+from training.finetune import load_start, resume, show
 from training.reporting import Reporter
-from training.sft_data import load_conversations
+from training.sft_data import HELD_OUT, TRAIN, load_conversations
 from training.tools import available_tools
 
 REPORTED = ("train_loss", "val_loss", "accuracy", "samples", "history", "base_checkpoint", "conversations")
@@ -92,7 +98,16 @@ def scorable(items: list[dict], n: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = pick_device(args.device)
+    dd = Distributed(args.device, "sft")
+    dd.init()
+    try:
+        return train(args, dd)
+    finally:
+        dd.close()
+
+
+def train(args: argparse.Namespace, dd: Distributed) -> int:
+    device = dd.device
     store = Store(args.data)
     tokenizer, tokenizer_sha, base, base_ref = load_start(store, args.base, device, "sft")
     try:
@@ -103,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     model.config = dataclasses.replace(model.config, seq_len=args.seq_len)  # RoPE learns no positions: raising
     # the limit is all longer chats need
 
-    train_items = [it for i, it in enumerate(items) if i % 10 != 9]
-    val_items = [it for i, it in enumerate(items) if i % 10 == 9]
+    train_items = [it for it in items if it["split"] == TRAIN]
+    val_items = [it for it in items if it["split"] == HELD_OUT]
     rendered = {name: [(r, it) for it in part if len((r := render(tokenizer, it["messages"]))[0]) <= args.seq_len]
                 for name, part in (("train", train_items), ("val", val_items))}
     skipped = len(items) - len(rendered["train"]) - len(rendered["val"])
@@ -115,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     tools = available_tools(store)
     val_rendered = [r for r, _ in rendered["val"]]
     eval_items = scorable([it for _, it in rendered["val"]], args.eval_items)
+    rows = args.batch_size * dd.world_size  # the global batch; this process trains on its slice of it
+    mine = slice(dd.rank * args.batch_size, (dd.rank + 1) * args.batch_size)
 
-    with Reporter(True) as reporter:
+    with Reporter(dd.master) as reporter:
         reporter.log(f"sft from {base_ref}: {len(rendered['train'])} train / {len(rendered['val'])} val "
                      f"conversations ({skipped} longer than {args.seq_len} tokens skipped), {model.num_params():,} "
-                     f"parameters, {device.type}")
+                     f"parameters, {dd.world_size} process(es) on {device.type}, {rows} conversations a step")
         if step >= args.max_steps:
             reporter.log(f"{args.out} already reaches --max-steps {args.max_steps}; nothing to do")
             return 0
@@ -127,22 +144,24 @@ def main(argv: list[str] | None = None) -> int:
         train_loss, last_eval, started = float("nan"), {}, time.perf_counter()
         for step in range(step, args.max_steps):
             rng = random.Random(args.seed + step)  # the batch depends on the step alone, so a resumed run matches
-            x, y = batch([rendered["train"][rng.randrange(len(rendered["train"]))][0]
-                          for _ in range(args.batch_size)], device)
+            drawn = [rendered["train"][rng.randrange(len(rendered["train"]))][0] for _ in range(rows)]
+            targets = sum(sum(mask[1:]) for _, mask in drawn)  # trained tokens in the global batch
+            x, y = batch(drawn[mine], device)
             lr = args.lr * (1 - step / args.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = model(x, targets=y)
+            loss = model(x, targets=y, reduction="sum") / targets  # summed over the processes: the batch's mean
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            dd.sum_gradients(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            done, train_loss = step + 1, loss.item()
+            done, (train_loss,) = step + 1, dd.sum_floats(loss.item())
             entry = {"step": done, "train_loss": train_loss}
             history.append(entry)
             last = done == args.max_steps
             checkpoint_now = done % args.checkpoint_every == 0 or last
-            if done % args.eval_every == 0 or checkpoint_now:
+            if dd.master and (done % args.eval_every == 0 or checkpoint_now):
                 result = chat_accuracy(model, tokenizer, eval_items, tools) if eval_items else {
                     "accuracy": {}, "examples": []}
                 last_eval = {"val_loss": masked_loss(model, val_rendered, args.batch_size, device) if val_rendered
@@ -151,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
                 entry.update(val_loss=last_eval["val_loss"])
                 reporter.log(f"step {done}/{args.max_steps} | loss {train_loss:.4f} | val {last_eval['val_loss']} | "
                              f"accuracy {last_eval['accuracy']} | {time.perf_counter() - started:.0f} s")
-            if checkpoint_now:
-                meta = {"stage": "sft", "base_checkpoint": base_ref,
+            if dd.master and checkpoint_now:
+                meta = {"stage": "sft", "base_checkpoint": base_ref, "world_size": dd.world_size,
                         "conversations": len(items), "train_loss": train_loss, "history": history, **last_eval}
                 uri = save_checkpoint(args.out, done, model, optimizer, {"step": done}, meta,
                                       tokenizer_sha256=tokenizer_sha)
                 reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
+        dd.barrier()  # every process leaves after the master has written the last checkpoint
     return 0
 
 

@@ -17,18 +17,35 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections.abc import Callable, Iterable
 
 from training.chat import validate
 
+TRAIN, HELD_OUT = "train", "held_out"
 NAME = "crawl2chat"
 IDENTITY_ANSWER = (f"I am {NAME}, a small language model. The crawl2chat team built me by pretraining on a web "
                    "crawl and fine-tuning on example conversations.")
-IDENTITY_QUESTIONS = ("Who are you?", "What is your name?", "Who built you?", "Who made you?", "Are you ChatGPT?",
-                      "What are you?", "Introduce yourself.", "Which company trained you?", "hi, who am I talking to?")
+# held-out questions are phrased differently from every training one: a held-out score measures the format learned
+IDENTITY_QUESTIONS = {
+    TRAIN: ("Who are you?", "What is your name?", "Who built you?", "Who made you?", "Are you ChatGPT?",
+            "What are you?", "Introduce yourself.", "Which company trained you?", "hi, who am I talking to?",
+            "Are you a person?", "What should I call you?", "Who trained you?", "Tell me about yourself.",
+            "Which model are you?"),
+    HELD_OUT: ("What's your name?", "Who created you?", "Tell me who you are.", "Are you made by OpenAI?",
+               "Hello! Who is this?", "Which assistant am I chatting with?"),
+}
 WORDS = ("strawberry", "banana", "mississippi", "bookkeeper", "committee", "occurrence", "parallel", "assessment",
          "balloon", "letter", "programming", "debian", "kernel", "package", "terminal", "repository", "dependency",
-         "compiler", "abracadabra", "necessary", "embarrass", "accommodate", "possession", "success", "coffee")
+         "compiler", "abracadabra", "necessary", "embarrass", "accommodate", "possession", "success", "coffee",
+         "address", "apple", "battery", "beginning", "bubble", "calendar", "cinnamon", "collection", "connection",
+         "daddy", "dessert", "different", "discussion", "effect", "elephant", "engineer", "excellent", "football",
+         "giraffe", "grammar", "hello", "hippopotamus", "illusion", "immediately", "kangaroo", "library",
+         "lollipop", "mammal", "marshmallow", "millennium", "mirror", "noodle", "official", "opportunity",
+         "pepper", "pizza", "puppy", "rabbit", "raccoon", "referee", "scissors", "shell", "skiing", "spaghetti",
+         "summer", "support", "syllabus", "tattoo", "teepee", "tomorrow", "toffee", "umbrella", "vacuum",
+         "villa", "waffle", "yellow", "zucchini", "database", "function", "variable", "network", "keyboard",
+         "monitor", "processor", "software", "hardware", "interface")
 SYLLABLES = ("vel", "mor", "tra", "quin", "zor", "bla", "ket", "rin", "dal", "oph", "sur", "nex", "ti", "gam", "lo")
 UNKNOWN_TEMPLATES = (
     ("Who is {person}?", "I don't know who {person} is. I have no reliable information about them, and I would "
@@ -38,67 +55,79 @@ UNKNOWN_TEMPLATES = (
     ("What is {place} famous for?", "I don't know anything about {place}, so I can't say what it is famous for."),
 )
 IDK = "I don't know"
+FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrased apart, as identity's
+    TRAIN: {"letter": ("And the letter {letter}?", "And how many {letter}'s?", "Same word, letter {letter}?"),
+            "add": ("Now add {extra} to that.", "And that plus {extra}?")},
+    HELD_OUT: {"letter": ('What about "{letter}"?',), "add": ("Add {extra} to the result.",)},
+}
 
 Tool = Callable[[str], str]
 
 
-def identity(rng: random.Random, n: int) -> list[dict]:
-    return [_item("identity", [_user(rng.choice(IDENTITY_QUESTIONS)), _assistant(IDENTITY_ANSWER)], NAME)
-            for _ in range(n)]
+def split_of(key: str) -> str:
+    """HELD_OUT for one key in ten (by a stable hash), TRAIN for the rest. Generators key their items by what a
+    question is about (the operands, the word, the invented name, the passage), so no held-out item asks about
+    anything a training item does, whatever the seed or the counts."""
+    return HELD_OUT if zlib.crc32(key.encode()) % 10 == 0 else TRAIN
 
 
-def arithmetic(rng: random.Random, n: int, python: Tool) -> list[dict]:
+def identity(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
+    return [_item("identity", [_user(rng.choice(IDENTITY_QUESTIONS[split])), _assistant(IDENTITY_ANSWER)], NAME,
+                  split) for _ in range(n)]
+
+
+def arithmetic(rng: random.Random, n: int, python: Tool, split: str = TRAIN) -> list[dict]:
     items = []
     for i in range(n):
         if i % 2 == 0:  # a two-digit sum, digit by digit
-            a, b = rng.randint(10, 99), rng.randint(10, 99)
+            a, b = _draw(rng, split, lambda: (rng.randint(10, 99), rng.randint(10, 99)))
             ones = a % 10 + b % 10
             carry = ones // 10
             steps = (f"Ones: {a % 10} + {b % 10} = {ones}" + (f", write {ones % 10} and carry 1. " if carry else ". ")
                      + f"Tens: {a // 10} + {b // 10}" + (" + 1" if carry else "") + f" = {a // 10 + b // 10 + carry}. ")
             total = a + b
             items.append(_item("arithmetic", [_user(f"What is {a} + {b}?"),
-                                              _assistant(f"{steps}So {a} + {b} = {total}.")], str(total)))
+                                              _assistant(f"{steps}So {a} + {b} = {total}.")], str(total), split))
         else:  # a product of bigger numbers, through the tool
-            a, b = rng.randint(100, 9999), rng.randint(100, 999)
+            a, b = _draw(rng, split, lambda: (rng.randint(100, 9999), rng.randint(100, 999)))
             code = f"{a} * {b}"
             result = python(code)
             items.append(_item("arithmetic", [_user(f"What is {a} times {b}?"), _tool_reply(
-                "python", code, result, f"{a} × {b} = {result}.")], result))
+                "python", code, result, f"{a} × {b} = {result}.")], result, split))
     return items
 
 
-def letter_counting(rng: random.Random, n: int, python: Tool) -> list[dict]:
+def letter_counting(rng: random.Random, n: int, python: Tool, split: str = TRAIN) -> list[dict]:
+    words = [w for w in WORDS if split_of(w) == split]
     items = []
     for _ in range(n):
-        word = rng.choice(WORDS)
-        letter = rng.choice(word) if rng.random() < 0.85 else rng.choice("xqzjv")
-        code = f'"{word}".count("{letter}")'
-        result = python(code)
+        word = rng.choice(words)
+        letter = _letter(rng, word)
         question = rng.choice((f'How many "{letter}" are in the word "{word}"?',
                                f"How many times does the letter {letter} appear in {word}?",
                                f"Count the {letter}'s in {word}."))
-        answer = f'There {"is" if result == "1" else "are"} {result} "{letter}" in "{word}".'
-        items.append(_item("letter_counting", [_user(question), _tool_reply("python", code, result, answer)], result))
+        items.append(_item("letter_counting", [_user(question), _count_reply(word, letter, python)],
+                           str(word.count(letter)), split))
     return items
 
 
-def unknown(rng: random.Random, n: int) -> list[dict]:
+def unknown(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
     items = []
     for _ in range(n):
-        person = f"{_invented(rng).title()} {_invented(rng).title()}"
-        place = _invented(rng, 3).title()
+        person, place = _draw(rng, split, lambda: (f"{_invented(rng).title()} {_invented(rng).title()}",
+                                                   _invented(rng, 3).title()))
         question, reply = rng.choice(UNKNOWN_TEMPLATES)
         items.append(_item("unknown", [_user(question.format(person=person, place=place)),
-                                       _assistant(reply.format(person=person, place=place))], IDK))
+                                       _assistant(reply.format(person=person, place=place))], IDK, split))
     return items
 
 
-def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool) -> list[dict]:
+def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, split: str = TRAIN) -> list[dict]:
     """Questions whose answer is in a passage of the corpus: the assistant searches for the passage's rarest words
     and answers with the first sentence of what came back. `passages`: dicts with "url" and "text"."""
     items = []
-    for passage in rng.sample(passages, len(passages)):  # passages in random order until n questions are made
+    mine = [p for p in passages if split_of(p["text"]) == split]
+    for passage in rng.sample(mine, len(mine)):  # passages in random order until n questions are made
         if len(items) == n:
             break
         words = [w.strip(".,:;()\"'") for w in passage["text"].split()]
@@ -112,39 +141,50 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool) 
             continue
         answer = f"The documentation says: {found}"
         items.append(_item("search", [_user(f"What do the docs say about {query}?"),
-                                      _tool_reply("search", query, result, answer)], found))
+                                      _tool_reply("search", query, result, answer)], found, split))
     return items
 
 
-def multi_turn(rng: random.Random, n: int, pool: list[dict]) -> list[dict]:
-    """Two exchanges of the pool in one conversation: the second question is answered with the first in context,
-    so a chat that goes on past one turn is not outside everything the model saw."""
-    if not pool:
-        return []
+def multi_turn(rng: random.Random, n: int, pool: list[dict], python: Tool, split: str = TRAIN) -> list[dict]:
+    """Two-turn chats scored on the second answer, half of them a second question that only makes sense with the
+    first in context ("And the letter e?", "Now add 17 to that."; the tool call copies the word or the earlier
+    result), half two of the pool's conversations in a row (a change of topic)."""
+    pool = [it for it in pool if it["split"] == split and len(it["messages"]) == 2]
+    followable = [it for it in pool if it["source"] in ("letter_counting", "arithmetic")
+                  and isinstance(it["messages"][1]["content"], list)]
     items = []
-    for _ in range(n):
-        first, second = rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
-        items.append(_item("multi_turn", [*first["messages"], *second["messages"]], second["answer"]))
+    for i in range(n):
+        if i % 2 == 0 and followable:
+            items.append(_follow_up(rng, rng.choice(followable), python))
+        elif pool:
+            first, second = rng.sample(pool, 2) if len(pool) > 1 else (pool[0], pool[0])
+            items.append(_item("multi_turn", [*first["messages"], *second["messages"]], second["answer"], split))
     return items
 
 
 def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool | None = None,
-            passages: list[dict] | None = None) -> list[dict]:
-    """Every generator's items, shuffled, the same for the same seed and tools; "multi_turn" joins pairs of the
-    others' items."""
+            passages: list[dict] | None = None, held_out: float = 0.1) -> list[dict]:
+    """Every generator's items, shuffled, the same for the same seed and tools: counts[source] of each, a `held_out`
+    share of them (at least one where a source has two or more) drawn from the held-out side of split_of;
+    "multi_turn" builds on the others' items of the same side."""
     rng = random.Random(seed)
     makers = {
-        "identity": lambda k: identity(rng, k),
-        "arithmetic": lambda k: arithmetic(rng, k, python),
-        "letter_counting": lambda k: letter_counting(rng, k, python),
-        "unknown": lambda k: unknown(rng, k),
-        "search": lambda k: search(rng, k, passages or [], search_tool) if search_tool else [],
+        "identity": lambda k, split: identity(rng, k, split),
+        "arithmetic": lambda k, split: arithmetic(rng, k, python, split),
+        "letter_counting": lambda k, split: letter_counting(rng, k, python, split),
+        "unknown": lambda k, split: unknown(rng, k, split),
+        "search": lambda k, split: search(rng, k, passages or [], search_tool, split) if search_tool else [],
     }
     unknown_sources = set(counts) - set(makers) - {"multi_turn"}
     if unknown_sources:
         raise ValueError(f"unknown SFT sources {sorted(unknown_sources)}; choose from {sorted(makers)} and multi_turn")
-    items = [item for source, k in counts.items() if source != "multi_turn" for item in makers[source](k)]
-    items += multi_turn(rng, counts.get("multi_turn", 0), items)
+    sizes = {source: _held_out_size(k, held_out) for source, k in counts.items()}
+    items = [item for source, k in counts.items() if source != "multi_turn"
+             for split, size in ((TRAIN, k - sizes[source]), (HELD_OUT, sizes[source]))
+             for item in makers[source](size, split)]
+    k = counts.get("multi_turn", 0)
+    items += multi_turn(rng, k - sizes.get("multi_turn", 0), items, python, TRAIN)
+    items += multi_turn(rng, sizes.get("multi_turn", 0), items, python, HELD_OUT)
     rng.shuffle(items)
     return items
 
@@ -159,9 +199,49 @@ def shared_questions(train: Iterable[dict], held_out: Iterable[dict]) -> set[str
     return questions(train) & questions(held_out)
 
 
-def _item(source: str, messages: list[dict], answer: str | None) -> dict:
+def _held_out_size(n: int, share: float) -> int:
+    return 0 if n < 2 or share <= 0 else min(n - 1, max(1, round(n * share)))
+
+
+def _draw(rng: random.Random, split: str, make: Callable[[], tuple]) -> tuple:
+    """make() again until what it made falls on `split`'s side of split_of."""
+    while split_of(repr(drawn := make())) != split:
+        pass
+    return drawn
+
+
+def _letter(rng: random.Random, word: str) -> str:
+    return rng.choice(word) if rng.random() < 0.85 else rng.choice("xqzjv")
+
+
+def _count_reply(word: str, letter: str, python: Tool) -> dict:
+    code = f'"{word}".count("{letter}")'
+    result = python(code)
+    return _tool_reply("python", code, result, f'There {"is" if result == "1" else "are"} {result} "{letter}" in '
+                                               f'"{word}".')
+
+
+def _follow_up(rng: random.Random, first: dict, python: Tool) -> dict:
+    """`first` (a tool-using conversation) and a question about it that names only what it changes."""
+    call = first["messages"][1]["content"][0]["text"]
+    if first["source"] == "letter_counting":
+        word = call.split('"')[1]
+        letter = _letter(rng, word)
+        second = [_user(rng.choice(FOLLOW_UPS[first["split"]]["letter"]).format(letter=letter)),
+                  _count_reply(word, letter, python)]
+        answer = str(word.count(letter))
+    else:
+        earlier, extra = first["answer"], rng.randint(2, 99)
+        code = f"{earlier} + {extra}"
+        answer = python(code)
+        second = [_user(rng.choice(FOLLOW_UPS[first["split"]]["add"]).format(extra=extra)),
+                  _tool_reply("python", code, answer, f"{earlier} + {extra} = {answer}.")]
+    return _item("multi_turn", [*first["messages"], *second], answer, first["split"])
+
+
+def _item(source: str, messages: list[dict], answer: str | None, split: str) -> dict:
     validate(messages)
-    return {"source": source, "messages": messages, "answer": answer}
+    return {"source": source, "messages": messages, "answer": answer, "split": split}
 
 
 def _user(text: str) -> dict:
@@ -196,19 +276,23 @@ ALL = "all"  # a dataset-wide asset's one partition
 
 
 def save_conversations(store, items: list[dict], info: dict) -> None:
-    """Writes the conversations as one parquet part (source, messages as JSON, answer) and commits it."""
+    """Writes the conversations as one parquet part (source, messages as JSON, answer, split) and commits it."""
     import polars as pl
 
     frame = pl.DataFrame({"source": [it["source"] for it in items],
                           "messages": [json.dumps(it["messages"], ensure_ascii=False) for it in items],
-                          "answer": [it["answer"] for it in items]}, schema={"source": pl.String, "messages": pl.String,
-                                                                              "answer": pl.String})
+                          "answer": [it["answer"] for it in items], "split": [it["split"] for it in items]},
+                         schema={"source": pl.String, "messages": pl.String, "answer": pl.String, "split": pl.String})
     store.write_part(SFT_CONVERSATIONS, ALL, ALL, "00000", frame)
     store.commit(SFT_CONVERSATIONS, ALL, ALL, ["00000"], info)
 
 
 def load_conversations(store) -> list[dict]:
-    """The committed sft_conversations, in their stored order; PartitionMissing (a FileNotFoundError) if none."""
+    """The committed sft_conversations, in their stored order; PartitionMissing (a FileNotFoundError) if none, a
+    ValueError if they were written before conversations had a split."""
     frame = store.read(SFT_CONVERSATIONS, ALL, ALL)
-    return [{"source": r["source"], "messages": json.loads(r["messages"]), "answer": r["answer"]}
+    if "split" not in frame.columns:
+        raise ValueError(f"{store.uri(SFT_CONVERSATIONS)} has no split column (written by an older version): "
+                         "materialize sft_conversations again")
+    return [{"source": r["source"], "messages": json.loads(r["messages"]), "answer": r["answer"], "split": r["split"]}
             for r in frame.iter_rows(named=True)]

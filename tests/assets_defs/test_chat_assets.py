@@ -28,9 +28,12 @@ def test_search_index_and_conversations_are_recorded(instance):
     assert len(index["fingerprint"].value) >= 12 and "[1] http" in index["example"].value
     (conversations,) = _metadata(instance, "sft_conversations")
     by_source = conversations["by_source"].value
-    assert by_source == {"identity": 150, "arithmetic": 150, "letter_counting": 200, "unknown": 150, "search": 150,
-                         "multi_turn": 100}
-    assert conversations["conversations"].value == sum(by_source.values())
+    assert {source: n["train"] + n["held_out"] for source, n in by_source.items()} == {
+        "identity": 150, "arithmetic": 150, "letter_counting": 200, "unknown": 150, "search": 150, "multi_turn": 100}
+    assert {source: n["held_out"] for source, n in by_source.items()} == {
+        "identity": 15, "arithmetic": 15, "letter_counting": 20, "unknown": 15, "search": 15, "multi_turn": 10}
+    assert conversations["conversations"].value == 900 and conversations["held_out"].value == 90
+    assert conversations["held_out_questions_also_trained_on"].value == 0
 
 
 @pytest.mark.slow

@@ -46,10 +46,15 @@ def test_a_pod_asks_for_one_gpu_a_process():
     assert set(PretrainConfig().launch_options("data", "out")) == {"command"}
 
 
-def test_fine_tuning_stages_run_in_the_same_image_on_one_gpu():
+def test_fine_tuning_stages_run_in_the_same_image_on_one_gpu_or_under_torchrun_on_several():
     for config, script in ((SFTConfig(image="crawl2chat:latest"), "training.sft"),
                            (RLConfig(image="crawl2chat:latest"), "training.rl")):
         options = config.pod_options(config.command("s3://b/c2c"))
         assert options["image"] == "crawl2chat:latest" and options["command"][1:3] == ["-m", script]
         assert options["base_pod_spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+        several = config.model_copy(update={"nproc": 4})
+        options = several.pod_options(several.command("s3://b/c2c"))
+        assert options["command"][1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
+        assert options["command"][6] == script
+        assert options["base_pod_spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 4}
     assert set(SFTConfig().pod_options(["x"])) == {"command"}

@@ -21,7 +21,6 @@ from pipeline.url_lists import (
     HashedList,
     datatrove_adult,
     from_ut1_folder,
-    hash_strings,
     load_category,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 
-from conftest import html_page, write_warc
+from conftest import write_warc
 from pipeline.warc import read_warc, warc_parts
 
 

@@ -21,6 +21,7 @@ from pipeline.search import SearchIndex
 from training import sft_data
 from training.chat import parts, validate
 from training.conversation_io import BadRecord, gsm8k_item, read_import, to_item
+from training.sft_data import split_of
 from training.evals import reward
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "conversations"
@@ -85,7 +86,7 @@ def test_roles_and_turns_are_mapped_as_training_chat_renders_them():
     assert item(("user", "1+1?"), ("assistant", tool_parts))["messages"][1]["content"] == tool_parts  # our format
     own = {"source": "arithmetic", "messages": [{"role": "user", "content": "1+1?"},
                                                 {"role": "assistant", "content": tool_parts}], "answer": "2"}
-    assert to_item(json.dumps(own))[0] == {**own, "source": "imported"}  # sft_data's items keep their answer
+    assert to_item(json.dumps(own))[0] == {**own, "source": "imported", "split": split_of("1+1?")}  # answer kept
     for messages, reason in [
         ((("user", "hi"), ("system", "be brief"), ("assistant", "hello")), "system message not first"),
         ((("assistant", "hello"), ("user", "hi")), "turns do not alternate user, assistant"),
@@ -188,15 +189,20 @@ def test_the_sft_conversations_asset_adds_the_imports_and_records_what_it_skippe
                             resources={"settings": settings, "sft": sft})
     assert result.success
     metadata = result.asset_materializations_for_node("sft_conversations")[0].metadata
-    by_source = {"identity": 3, "unknown": 2, "imported": 16, "gsm8k": 8}
+    items = sft_data.load_conversations(store)
+    by_source = {source: {split: sum(it["source"] == source and it["split"] == split for it in items)
+                          for split in ("train", "held_out")} for source in ("identity", "unknown", "imported", "gsm8k")}
+    assert {source: sum(n.values()) for source, n in by_source.items()} == {
+        "identity": 3, "unknown": 2, "imported": 16, "gsm8k": 8}
     assert metadata["by_source"].value == by_source and metadata["conversations"].value == 29
+    assert metadata["held_out"].value == sum(n["held_out"] for n in by_source.values()) > 0
+    assert metadata["held_out_questions_also_trained_on"].value == 0
     imports = metadata["imports"].value
     assert list(imports) == sft.imports
     assert imports[str(tmp_path / "chats.jsonl")]["skipped_at"] == SKIPPED_AT
     assert {uri: (r["records"], r["usable"], r["imported"]) for uri, r in imports.items()} == {
         str(tmp_path / "chats.jsonl"): (25, 20, 8), PARQUET: (20, 20, 8), GSM8K: (20, 20, 8)}
     assert metadata["imported_skipped"].value == 5
-    items = sft_data.load_conversations(store)
     assert [it["source"] for it in items[5:]] == ["imported"] * 16 + ["gsm8k"] * 8
     assert items[5:21] == read_import(str(tmp_path / "chats.jsonl"), max_items=8)[0] + read_import(
         PARQUET, max_items=8)[0]

@@ -4,7 +4,6 @@ resumes after a SIGKILL with the same losses, and gives the same losses on 2 DDP
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import run_module
 
 from pipeline.documents import CLEAN_SCHEMA
 from pipeline.extract import decode_html, extract_text
@@ -55,18 +55,7 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def pretrain(*args: str, nproc: int = 1, log: Path | None = None):
-    """The script as a user runs it: python -m, or torchrun for several processes. With `log`, it is started in the
-    background with its output going there, and the Popen is returned."""
-    launcher = [sys.executable] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    command = [*launcher, "-m", "training.pretrain", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same arithmetic however many processes share the cores
-    if log is not None:
-        with open(log, "w") as f:
-            return subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    return run_module("training.pretrain", *args, nproc=nproc, log=log)
 
 
 def summary(out: Path) -> dict:

@@ -1,11 +1,14 @@
-"""RL on verifiable answers: the pieces of the policy gradient, and a killed run that resumes to the same weights."""
+"""RL on verifiable answers: the pieces of the policy gradient, a killed run that resumes to the same weights, and
+two processes under torchrun that take the steps of one."""
 
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from conftest import run_module
 
 from training.chat import parse_reply, render_prompt
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -112,6 +115,35 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data):
     assert config["history"] == resumed["config"]["history"] and [h["step"] for h in config["history"]] == [0, 1, 2, 3, 4]
     assert set(config["accuracy"]) == set(config["start_accuracy"]) == {"arithmetic", "letter_counting"}
     assert config["start_accuracy"] == config["history"][0]["accuracy"]  # the SFT model's, before any RL step
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_steps_of_one_with_twice_the_problems(data):
+    common = ["--data", str(data), "--tasks", "letter_counting", "--samples", "4", "--max-new-tokens", "24",
+              "--max-steps", "3", "--checkpoint-every", "3", "--eval-every", "100", "--eval-items", "2", "--lr", "1e-4"]
+    run_module("training.rl", *common, "--out", str(data / "one"), "--prompts", "4")
+    run_module("training.rl", *common, "--out", str(data / "two"), "--prompts", "2", nproc=2)
+    one, two = (load_checkpoint(str(data / name)) for name in ("one", "two"))
+    assert (one["config"]["world_size"], two["config"]["world_size"]) == (1, 2)
+    history = [ckpt["config"]["history"][1:] for ckpt in (one, two)]  # [0] is the start's accuracy
+    assert [h["reward"] for h in history[1]] == [h["reward"] for h in history[0]]  # the same replies sampled
+    assert [h["reply_tokens"] for h in history[1]] == [h["reply_tokens"] for h in history[0]]
+    trained = [[h["train_loss"] for h in part if "train_loss" in h] for part in history]
+    assert trained[0], "some step had replies that scored apart"
+    np.testing.assert_allclose(trained[1], trained[0], rtol=1e-4, atol=1e-7)
+    for name, weight in one["model"].state_dict().items():
+        torch.testing.assert_close(two["model"].state_dict()[name], weight, rtol=1e-4, atol=1e-6)
+
+
+def test_each_row_samples_the_same_tokens_in_any_batch():
+    torch.manual_seed(0)
+    engine = Engine(GPT(GPTConfig(vocab_size=32, depth=1, seq_len=32)))
+    sampling = Sampling(max_new_tokens=12, temperature=1.0)
+    together = engine.generate_all([[1, 2], [3], [4, 5, 6]], sampling, row_seeds=[10, 11, 12])
+    alone = [engine.generate_all([p], sampling, row_seeds=[s])[0] for p, s in (([1, 2], 10), ([3], 11), ([4, 5, 6], 12))]
+    assert together == alone and len({tuple(r) for r in together}) == 3
+    with pytest.raises(ValueError, match="2 row seeds for 3 prompts"):
+        engine.generate_all([[1], [2], [3]], sampling, row_seeds=[1, 2])
 
 
 def test_sampling_scoring_and_stepping_raise_the_reward():

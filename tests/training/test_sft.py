@@ -1,11 +1,14 @@
-"""Supervised fine-tuning: the loss falls on assistant tokens only, and a killed run resumes to the same weights."""
+"""Supervised fine-tuning: the loss falls on assistant tokens only, a killed run resumes to the same weights, and
+two processes under torchrun take the steps of one."""
 
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from conftest import run_module
 
 from training.checkpoint import load_checkpoint
 from training.sft import batch, main
@@ -70,3 +73,20 @@ def test_only_items_with_an_answer_are_scored():
              {"source": "imported", "answer": ""}, {"source": "identity", "answer": "crawl2chat"},
              {"source": "unknown", "answer": "I don't know"}]
     assert [it["source"] for it in scorable(items, 2)] == ["gsm8k", "identity"]
+
+
+def test_two_processes_take_the_steps_of_one_with_twice_the_batch(two_tokenizers, chat_root, tmp_path):
+    root, _ = chat_root(tmp_path / "data", two_tokenizers[0])
+    common = ["--data", root, "--max-steps", "3", "--checkpoint-every", "3", "--eval-every", "3", "--eval-items", "1",
+              "--lr", "3e-3"]
+    run_module("training.sft", *common, "--out", str(tmp_path / "one"), "--batch-size", "4")
+    run_module("training.sft", *common, "--out", str(tmp_path / "two"), "--batch-size", "2", nproc=2)
+    one, two = (load_checkpoint(str(tmp_path / name)) for name in ("one", "two"))
+    assert (one["config"]["world_size"], two["config"]["world_size"]) == (1, 2)
+    losses = [[h["train_loss"] for h in ckpt["config"]["history"]] for ckpt in (one, two)]
+    assert len(set(losses[0])) == 3  # three different batches, and the model moved
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for name, weight in one["model"].state_dict().items():
+        torch.testing.assert_close(two["model"].state_dict()[name], weight, rtol=1e-4, atol=1e-6)
+    base = load_checkpoint(f"{root}/checkpoints/base")["model"].state_dict()
+    assert any(not torch.equal(base[name], w) for name, w in one["model"].state_dict().items())

@@ -17,6 +17,8 @@ DOCS = [("d1", "https://example.org/apt", "APT resolves package dependencies aut
          "from repositories listed in sources.list and installs them in order."),
         ("d2", "https://example.org/kernel", "The kernel schedules processes and manages memory. Modules extend the "
          "running kernel without a reboot.")]
+DOCS += [(f"w{i}", f"https://example.org/{a}", f"The {a} service keeps {b} records. It rotates {c} logs weekly.")
+         for i, (a, b, c) in enumerate(zip(*[iter(sft_data.WORDS[:90])] * 3))]  # enough passages for both splits
 COUNTS = {"identity": 3, "arithmetic": 6, "letter_counting": 6, "unknown": 4, "search": 2, "multi_turn": 3}
 
 
@@ -38,14 +40,6 @@ def test_the_mixture_has_what_was_asked_valid_and_reproducible(items):
     index = SearchIndex.build(DOCS)
     passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
     assert sft_data.mixture(7, COUNTS, python_tool, search_tool(index), passages) == items
-
-
-def test_a_multi_turn_conversation_is_two_of_the_others_in_a_row(items):
-    singles = {json.dumps(it["messages"]): it for it in items if it["source"] != "multi_turn"}
-    for it in (it for it in items if it["source"] == "multi_turn"):
-        first, second = (json.dumps(it["messages"][i:i + 2]) for i in (0, 2))
-        assert len(it["messages"]) == 4 and first in singles and second in singles
-        assert it["answer"] == singles[second]["answer"]  # scored on the second question
 
 
 def test_tool_results_are_real_and_answers_true(items):
@@ -86,31 +80,47 @@ def test_shared_questions_are_found_in_any_turn_whatever_the_case():
     assert sft_data.shared_questions(train, [chat("What is 2 + 3?")]) == set()
 
 
-def _every_tenth_held_out(items: list[dict]) -> tuple[list[dict], list[dict]]:
-    """training/sft.py's split of the stored conversations."""
-    return [it for i, it in enumerate(items) if i % 10 != 9], [it for i, it in enumerate(items) if i % 10 == 9]
-
-
-def _leaks(why: str):
-    return pytest.mark.xfail(strict=True, reason="sft.py holds out every tenth conversation whatever its question, "
-                             f"so held-out accuracy partly measures recall: {why}")
-
-
 @pytest.mark.parametrize("counts", [
-    # 8,100 sums, ~10^6 products, ~50,000 invented names: a question drawn twice is rare (a sum, now and then)
-    pytest.param({"arithmetic": 40, "unknown": 60}, id="arithmetic+unknown"),
-    pytest.param({"identity": 20}, id="identity", marks=_leaks(
-        "identity asks one of 9 fixed questions, so at the default 150 every held-out one was trained on")),
-    pytest.param({"letter_counting": 40}, id="letter_counting", marks=_leaks(
-        "letter counting draws from 816 questions (25 words); at the default 200, 30-50% of the held-out ones "
-        "were trained on")),
-    pytest.param({"unknown": 20, "multi_turn": 10}, id="multi_turn", marks=_leaks(
-        "a multi_turn conversation copies two others, so a held-out one's questions are in training, and a "
-        "held-out single's question may be copied into a training multi_turn one")),
-])
-def test_the_held_out_tenth_asks_no_question_trained_on(counts):
-    train, held_out = _every_tenth_held_out(sft_data.mixture(0, counts, python_tool))
-    assert held_out and sft_data.shared_questions(train, held_out) == set()
+    {"arithmetic": 40, "unknown": 60}, {"identity": 20}, {"letter_counting": 200}, {"unknown": 20, "multi_turn": 40},
+    {"arithmetic": 30, "letter_counting": 30, "multi_turn": 60}], ids=str)
+def test_held_out_items_ask_no_question_trained_on(counts):
+    items = sft_data.mixture(0, counts, python_tool)
+    train = [it for it in items if it["split"] == sft_data.TRAIN]
+    held_out = [it for it in items if it["split"] == sft_data.HELD_OUT]
+    assert len(held_out) == sum(round(k / 10) for k in counts.values())
+    assert sft_data.shared_questions(train, held_out) == set()
+
+
+def test_held_out_letter_counting_asks_about_words_never_trained_on():
+    items = sft_data.mixture(3, {"letter_counting": 300}, python_tool)
+    words = {split: {re.search(r'"(\w+)"\.count', it["messages"][1]["content"][0]["text"]).group(1)
+                     for it in items if it["split"] == split} for split in (sft_data.TRAIN, sft_data.HELD_OUT)}
+    assert len(words[sft_data.HELD_OUT]) >= 5 and not words[sft_data.TRAIN] & words[sft_data.HELD_OUT]
+
+
+def test_a_multi_turn_conversation_is_two_others_in_a_row_or_a_follow_up_that_needs_the_first_turn():
+    items = sft_data.mixture(1, {"identity": 10, "letter_counting": 20, "arithmetic": 20, "multi_turn": 40},
+                             python_tool)
+    singles = {json.dumps(it["messages"]): it for it in items if it["source"] != "multi_turn"}
+    follow_ups = 0
+    for it in (it for it in items if it["source"] == "multi_turn"):
+        first, second = (json.dumps(it["messages"][i:i + 2]) for i in (0, 2))
+        assert len(it["messages"]) == 4 and singles[first]["split"] == it["split"]
+        if second in singles:
+            assert it["answer"] == singles[second]["answer"]  # scored on the second question
+            continue
+        follow_ups += 1
+        first_turn, question = json.dumps(it["messages"][1]), it["messages"][2]["content"]
+        call, output = (part["text"] for part in it["messages"][3]["content"][:2])
+        if ".count(" in call:  # "And the letter e?": the word is named in the first turn only
+            word = call.split('"')[1]
+            assert word in first_turn and word not in question and output == str(word.count(call[-3]))
+        else:  # "Now add 17 to that.": the earlier result is copied from the first turn's tool output
+            earlier, extra = call.split(" + ")
+            assert earlier == it["messages"][1]["content"][1]["text"] and earlier not in question
+            assert output == str(int(earlier) + int(extra))
+        assert it["answer"] == output
+    assert follow_ups >= 15
 
 
 def test_conversations_round_trip_through_the_store(items, tmp_path):
