@@ -4,6 +4,8 @@ Thin, like every asset module: the index is pipeline/search.py, the conversation
 fine-tuning training/sft.py (launched through Pipes like pretraining, one materialization a checkpoint).
 """
 
+from collections import Counter
+
 import dagster as dg
 from pydantic import Field, field_validator
 
@@ -11,9 +13,22 @@ from assets_defs.resources import PipelineConfig
 from assets_defs.training_assets import TrainingJob, checkpoint_metadata, run_training
 from pipeline.documents import iter_clean
 from pipeline.search import SearchIndex, format_results
+from pipeline.storage import PartitionMissing
 from training import conversation_io, sft_data
+from training import knowledge_probe as kp
 from training.checkpoint import checkpoint_root
 from training.tools import SEARCH_K, python_tool, search_tool
+
+
+class ProbeConfig(dg.ConfigurableResource):
+    """The knowledge probe of the latest base checkpoint (training/knowledge_probe.py). Defaults: ~20 s on the
+    sample's toy base model."""
+
+    questions: int = Field(default=60, ge=1, description="Definitions of the clean documents asked about.")
+    samples: int = Field(default=4, ge=1, description="Answers sampled a question; known when half are right.")
+    temperature: float = Field(default=0.8, gt=0)
+    max_new_tokens: int = Field(default=24, ge=1)
+    seed: int = 0
 
 
 class SFTConfig(TrainingJob):
@@ -76,16 +91,57 @@ def search_index(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(deps=["search_index"], group_name="chat", kinds={"polars"},
+@dg.asset(deps=["base_model", "clean_documents"], group_name="chat", kinds={"pytorch", "polars"},
+          description="What the base model knows: questions from the definitions in the clean documents (\"APT is "
+          "the package manager of Debian.\" -> \"What is APT?\"), answered several times by the latest base "
+          "checkpoint and judged against the document; consistently wrong ones become \"I don't know\" SFT "
+          "conversations, right ones answers (Llama 3's recipe, the seeds' hallucination fix).")
+def knowledge_probe(context: dg.AssetExecutionContext, settings: PipelineConfig,
+                    probe: ProbeConfig) -> dg.MaterializeResult:
+    from pipeline.token_io import load_tokenizer
+    from training.checkpoint import load_checkpoint
+
+    store = settings.store()
+    sources, skipped = settings.clean_sources()
+    drops: Counter = Counter()
+    questions = kp.questions_from_documents(
+        ({"id": i, "url": u, "text": t} for i, u, t in iter_clean(store, sources, ("id", "url", "text"))),
+        probe.questions, probe.seed, drops)
+    tokenizer, sha = load_tokenizer(store)
+    base_root = checkpoint_root(settings.data_root, "base")
+    base = load_checkpoint(base_root, device="cpu", tokenizer_sha256=sha)
+    results = kp.probe(base["model"], tokenizer, questions, probe.samples, probe.temperature, probe.max_new_tokens,
+                       probe.seed, chat=False)
+    split = kp.split_known(results, probe.samples)
+    before = kp.rates(results, split)
+    base_ref = f"{base_root.rstrip('/')}/step-{base['step']:06d}"
+    kp.save_probe(store, split, {"rates": before, "base_checkpoint": base_ref, "skipped_sentences": dict(drops)})
+    examples = "\n".join(f"| {r['question']} | {r['reference']} | {r['answers'][0]} | {verdict} |"
+                         for verdict in kp.VERDICTS for r in split[verdict][:3])
+    return dg.MaterializeResult(metadata={
+        "questions": len(questions), **{verdict: len(split[verdict]) for verdict in kp.VERDICTS},
+        "rates_before_sft": dg.MetadataValue.json(before), "base_checkpoint": base_ref,
+        "skipped_sentences": dg.MetadataValue.json(dict(drops)),
+        "crawls": dg.MetadataValue.json({"used": sorted(sources), "skipped_not_clean": skipped}),
+        "examples": dg.MetadataValue.md("| question | reference | first answer | verdict |\n|---|---|---|---|\n"
+                                        + examples)})
+
+
+@dg.asset(deps=["search_index", "knowledge_probe"], group_name="chat", kinds={"polars"},
           description="Conversations for SFT: identity, arithmetic, letter counting and search through the tools, "
           "\"I don't know\" for invented names, two-turn chats (follow-ups and changes of topic), tool results real; "
-          "a held-out split about other numbers, words and names; plus the conversation files SFTConfig imports, "
-          "their bad records counted.")
+          "a held-out split about other numbers, words and names; the knowledge probe's answers and \"I don't "
+          "know\"s; plus the conversation files SFTConfig imports, their bad records counted.")
 def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.MaterializeResult:
     store = settings.store()
     index = SearchIndex.load(store)
     passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
     items = sft_data.mixture(sft.seed, sft.counts(), python_tool, search_tool(index), passages)
+    try:
+        probed = kp.conversations(kp.load_probe(store))
+    except PartitionMissing:  # materialized on its own, before any probe: the generated sources alone
+        probed = []
+    items += probed
     imports = {}
     for uri in sft.imports:
         imported, report = conversation_io.read_import(uri, settings.storage_options(uri), sft.import_max, sft.seed)
@@ -173,6 +229,6 @@ def rl_model(context: dg.AssetExecutionContext, settings: PipelineConfig, rl: RL
         metadata={"mean_accuracy": now, "sft_mean_accuracy": start})])
 
 
-CHAT_DATA_ASSETS = [search_index, sft_conversations]
+CHAT_DATA_ASSETS = [search_index, knowledge_probe, sft_conversations]
 SFT_ASSETS = [sft_model]
 RL_ASSETS = [rl_model]

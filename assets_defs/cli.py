@@ -88,7 +88,7 @@ def _message(e: Exception) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
-TRAINING_SECTIONS = ("pretrain", "sft", "rl")  # sections of --config beside PipelineConfig's fields
+TRAINING_SECTIONS = ("pretrain", "probe", "sft", "rl")  # sections of --config beside PipelineConfig's fields
 
 
 def load_config(config_file: str | None, data: str | None):
@@ -122,12 +122,13 @@ def _instance():
 
 
 def load_section(config_file: str | None, section: str):
-    """The resource of a training section of the YAML file (`pretrain:`, `sft:` or `rl:`); defaults: the CPU toy."""
-    from assets_defs.chat_assets import RLConfig, SFTConfig
+    """The resource of a training section of the YAML file (`pretrain:`, `probe:`, `sft:` or `rl:`); defaults: the
+    CPU toy."""
+    from assets_defs.chat_assets import ProbeConfig, RLConfig, SFTConfig
     from assets_defs.training_assets import PretrainConfig
 
     fields = (yaml.safe_load(Path(config_file).read_text()) or {}).get(section, {}) if config_file else {}
-    return {"pretrain": PretrainConfig, "sft": SFTConfig, "rl": RLConfig}[section](**fields)
+    return {"pretrain": PretrainConfig, "probe": ProbeConfig, "sft": SFTConfig, "rl": RLConfig}[section](**fields)
 
 
 def cmd_run(args) -> int:
@@ -239,6 +240,13 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
             console.print(f"base_model: step {info['step']}, {info['tokens_seen']:,} tokens seen, val loss "
                           f"{info['val_loss']:.3f} (unigram {info['unigram_loss']:.3f}), val bpb {info['val_bpb']:.3f}; "
                           f"try `crawl2chat generate --prompt \"...\"`")
+        if "knowledge_probe" in names:
+            from training.knowledge_probe import KNOWLEDGE_PROBE
+
+            rates = store.manifest(KNOWLEDGE_PROBE, ALL, ALL)["rates"]
+            console.print(f"knowledge_probe: {rates['questions']} questions from the documents' definitions; the "
+                          f"base model knows {rates['known']}, not {rates['unknown']} (uncertain {rates['uncertain']}); "
+                          "the unknown ones become \"I don't know\" conversations")
         if "sft_model" in names:
             info = read_config(checkpoint_root(store.root, "sft"), storage_options=store.storage_options)
             accuracy = ", ".join(f"{k} {v:.0%}" for k, v in info["accuracy"].items())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets_defs.chat_assets import RLConfig, SFTConfig
+from assets_defs.chat_assets import ProbeConfig, RLConfig, SFTConfig
 from assets_defs.graph import ALL_ASSETS, JOBS
 from assets_defs.launchers import pipes_client
 from assets_defs.resources import PipelineConfig
@@ -20,6 +20,7 @@ defs = dg.Definitions(
     resources={
         "settings": PipelineConfig(data_root=dg.EnvVar("CRAWL2CHAT_DATA_ROOT").get_value("data")),
         "pretrain": PretrainConfig(),
+        "probe": ProbeConfig(),
         "sft": SFTConfig(),
         "rl": RLConfig(),
         "pipes": pipes_client(dg.EnvVar("CRAWL2CHAT_PIPES").get_value("subprocess")),

@@ -55,11 +55,16 @@ def reward(item: dict, parts: list[dict]) -> float:
     """1.0 when the reply's final text gives the item's verifiable answer, else 0.0; the RL reward, too.
 
     A numeric answer must be the last number of the final text (so "3 or 13" earns nothing for 13, and listing
-    numbers cannot game it); any other answer must appear in it."""
+    numbers cannot game it); a probed fact (training/knowledge_probe.py) must say enough of its reference's words
+    (knowledge_probe.judge); any other answer must appear in it."""
     answer = item.get("answer")
     if not answer:
         return 0.0
     text = final_text(parts)
+    if item.get("source") == "probed_known":
+        from training.knowledge_probe import judge
+
+        return float(judge(text, answer))
     if NUMBER.fullmatch(answer):
         numbers = NUMBER.findall(text.replace(",", ""))
         return float(bool(numbers) and numbers[-1] == answer)

@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3, help="peak lr, decayed linearly to 0 (nanochat's SFT)")
     p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--eval-items", type=int, default=40, help="held-out questions answered at each evaluation")
+    p.add_argument("--eval-items", type=int, default=20, help="held-out questions a source answered at each evaluation")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -91,9 +91,16 @@ def masked_loss(model, rendered: list, batch_size: int, device: torch.device) ->
 
 
 def scorable(items: list[dict], n: int) -> list[dict]:
-    """The first `n` items with an answer to check: an imported conversation without one still counts in the
-    held-out loss, but would score 0 whatever the model says."""
-    return [it for it in items if it.get("answer")][:n]
+    """The first `n` items of each source with an answer to check, so every source is scored however many
+    conversations it has: an imported conversation without an answer still counts in the held-out loss, but would
+    score 0 whatever the model says."""
+    taken: dict[str, int] = {}
+    out = []
+    for it in items:
+        if it.get("answer") and taken.get(it["source"], 0) < n:
+            taken[it["source"]] = taken.get(it["source"], 0) + 1
+            out.append(it)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

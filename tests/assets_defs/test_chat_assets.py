@@ -26,13 +26,23 @@ def test_search_index_and_conversations_are_recorded(instance):
     (index,) = _metadata(instance, "search_index")
     assert index["documents"].value > 100 and index["passages"].value > index["documents"].value
     assert len(index["fingerprint"].value) >= 12 and "[1] http" in index["example"].value
+    (probe,) = _metadata(instance, "knowledge_probe")
+    probed = {verdict: probe[verdict].value for verdict in ("known", "unknown", "uncertain")}
+    assert probe["questions"].value == sum(probed.values()) >= 40  # the sample's definitions, asked of the toy
+    rates = probe["rates_before_sft"].value
+    assert rates["questions"] == probe["questions"].value and rates["unknown"] == probed["unknown"] > 0
+    assert probe["base_checkpoint"].value.endswith("checkpoints/base/step-000200")
     (conversations,) = _metadata(instance, "sft_conversations")
     by_source = conversations["by_source"].value
-    assert {source: n["train"] + n["held_out"] for source, n in by_source.items()} == {
-        "identity": 150, "arithmetic": 150, "letter_counting": 200, "unknown": 150, "search": 150, "multi_turn": 100}
-    assert {source: n["held_out"] for source, n in by_source.items()} == {
+    totals = {source: n["train"] + n["held_out"] for source, n in by_source.items()}
+    assert totals == {"identity": 150, "arithmetic": 150, "letter_counting": 200, "unknown": 150, "search": 150,
+                      "multi_turn": 100, "probed_unknown": probed["unknown"],
+                      **({"probed_known": probed["known"]} if probed["known"] else {})}
+    assert {source: n["held_out"] for source, n in by_source.items() if not source.startswith("probed")} == {
         "identity": 15, "arithmetic": 15, "letter_counting": 20, "unknown": 15, "search": 15, "multi_turn": 10}
-    assert conversations["conversations"].value == 900 and conversations["held_out"].value == 90
+    assert by_source["probed_unknown"]["held_out"] > 0
+    assert conversations["conversations"].value == sum(totals.values())
+    assert conversations["held_out"].value == sum(n["held_out"] for n in by_source.values())
     assert conversations["held_out_questions_also_trained_on"].value == 0
 
 
@@ -44,7 +54,8 @@ def test_each_sft_checkpoint_is_a_materialization_that_points_at_its_base(instan
     assert last["checkpoint"].value.endswith("checkpoints/sft/step-000300")
     assert last["base_checkpoint"].value.endswith("checkpoints/base/step-000200")  # the lineage of the weights
     accuracy = last["accuracy"].value
-    assert set(accuracy) == {"identity", "arithmetic", "letter_counting", "unknown", "search", "multi_turn"}
+    assert set(accuracy) - {"probed_known"} == {"identity", "arithmetic", "letter_counting", "unknown", "search",
+                                                "multi_turn", "probed_unknown"}  # probed_known when the toy knows one
     assert accuracy["identity"] >= 0.5 and all(0.0 <= a <= 1.0 for a in accuracy.values())
     assert last["val_loss"].value < by_step[150]["train_loss"].value * 2 and last["val_loss"].value > 0
     (check,) = instance.event_log_storage.get_asset_check_execution_history(

@@ -66,13 +66,14 @@ def test_sft_refuses_a_base_or_resume_checkpoint_of_another_tokenizer_of_the_sam
     assert load_checkpoint(str(out))["step"] == 2
 
 
-def test_only_items_with_an_answer_are_scored():
+def test_only_items_with_an_answer_are_scored_and_every_source_is():
     from training.sft import scorable
 
     items = [{"source": "imported", "answer": None}, {"source": "gsm8k", "answer": "42"},
-             {"source": "imported", "answer": ""}, {"source": "identity", "answer": "crawl2chat"},
+             {"source": "imported", "answer": ""}, {"source": "gsm8k", "answer": "7"},
+             {"source": "gsm8k", "answer": "8"}, {"source": "identity", "answer": "crawl2chat"},
              {"source": "unknown", "answer": "I don't know"}]
-    assert [it["source"] for it in scorable(items, 2)] == ["gsm8k", "identity"]
+    assert [it["source"] for it in scorable(items, 2)] == ["gsm8k", "gsm8k", "identity", "unknown"]
 
 
 def test_two_processes_take_the_steps_of_one_with_twice_the_batch(two_tokenizers, chat_root, tmp_path):
