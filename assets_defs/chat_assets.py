@@ -190,6 +190,7 @@ class RLConfig(TrainingJob):
     max_steps: int = Field(default=20, ge=1)
     lr: float = Field(default=3e-5, gt=0)
     eval_items: int = Field(default=20, ge=1, description="held-out problems a task at each evaluation")
+    pass_k: int = Field(default=4, ge=0, description="replies sampled a held-out problem for pass@k (0: none)")
     eval_every: int = Field(default=10, ge=1)
     checkpoint_every: int = Field(default=10, ge=1)
     seed: int = 7
@@ -209,7 +210,7 @@ class RLConfig(TrainingJob):
         return self.script("training.rl", data_root, {
             "tasks": ",".join(self.tasks), "prompts": self.prompts, "samples": self.samples,
             "temperature": self.temperature, "max-new-tokens": self.max_new_tokens, "max-steps": self.max_steps,
-            "lr": self.lr, "eval-items": self.eval_items, "eval-every": self.eval_every,
+            "lr": self.lr, "eval-items": self.eval_items, "pass-k": self.pass_k, "eval-every": self.eval_every,
             "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device})
 
 

@@ -49,6 +49,9 @@ class PretrainConfig(TrainingJob):
     lr: float = Field(default=3e-3, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
     optimizer: str = Field(default="adamw", pattern="^(adamw|muon)$", description="muon: Muon on the blocks' matrices.")
+    repeat_frac: float = Field(default=0.0, ge=0.0, le=1.0, description=(
+        "Share of training rows whose second half repeats their first: copying pays from the first steps, so a "
+        "small model learns to copy from its context (icl_gain) on a CPU budget."))
     eval_every: int = Field(default=50, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
@@ -58,7 +61,8 @@ class PretrainConfig(TrainingJob):
         return self.script("training.pretrain", data_root, {
             "out": out, "depth": self.depth, "seq-len": self.seq_len, "batch-size": self.batch_size,
             "grad-accum": self.grad_accum, "max-steps": self.max_steps, "lr": self.lr,
-            "warmup-steps": self.warmup_steps, "optimizer": self.optimizer, "eval-every": self.eval_every,
+            "warmup-steps": self.warmup_steps, "optimizer": self.optimizer, "repeat-frac": self.repeat_frac,
+            "eval-every": self.eval_every,
             "checkpoint-every": self.checkpoint_every, "device": self.device})
 
     def launch_options(self, data_root: str, out: str) -> dict:
@@ -137,12 +141,19 @@ def checkpoint_metadata(report: dict) -> dict:
         "conversations": report.get("conversations"),
         "samples": dg.MetadataValue.md(samples),
     }
-    for key in ("accuracy", "start_accuracy"):
+    for key in ("accuracy", "start_accuracy", "pass_at_k"):
         if report.get(key):
             metadata[key] = dg.MetadataValue.json(report[key])
     history = report.get("history") or []
+    evaluated = [h for h in history if "eval_reply_tokens" in h]
+    if evaluated:  # RL: the held-out figures of the last evaluation and the first (the SFT start)
+        metadata["eval_reply_tokens"] = evaluated[-1]["eval_reply_tokens"]
+        metadata["pass_k"] = evaluated[-1]["pass_k"]
+        metadata["pass_at_1_mean"] = evaluated[-1]["pass_at_1"]
+        metadata["start_pass_at_1_mean"] = evaluated[0]["pass_at_1"]
     for name, lines, ylabel in (("loss_curve", LOSS_LINES, "loss (nats/token)"), ("reward_curve", REWARD_LINES,
-                                                                                  "reward")):
+                                                                                  "reward"),
+                                ("accuracy_curve", ACCURACY_LINES, "held-out share solved")):
         if any(h.get(lines[0][0]) is not None for h in history):
             png = base64.b64encode(curve_png(history, lines, ylabel)).decode()
             metadata[name] = dg.MetadataValue.md(f"![{name.split('_')[0]}](data:image/png;base64,{png})")
@@ -151,6 +162,8 @@ def checkpoint_metadata(report: dict) -> dict:
 
 LOSS_LINES = (("train_loss", "train", "-"), ("val_loss", "val", "o-"))
 REWARD_LINES = (("reward", "mean reward of the sampled replies", "-"),)
+ACCURACY_LINES = (("pass_at_1", "pass@1 (greedy), mean over tasks", "o-"),
+                  ("pass_at_k_mean", "pass@k (sampled), mean over tasks", "o-"))
 
 
 def curve_png(history: list[dict], lines: tuple[tuple[str, str, str], ...], ylabel: str) -> bytes:

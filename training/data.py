@@ -13,6 +13,12 @@ Global batch i is rows [i * R, (i + 1) * R) of that order, with R = batch_size x
 [r * batch_size, (r + 1) * batch_size) of it. So 2 ranks x batch b see exactly the rows of 1 rank x batch 2b, and
 a resumed run continues with the next batch. The tail that fills no whole batch is skipped; then the next epoch.
 
+With repeat_frac > 0 (training only), that share of rows, chosen by (seed, epoch, window), repeats its first half
+in its second: the text seen twice, as a page that quotes itself. Copying then pays on real text from the first
+steps, so a small model forms the induction heads that copying from a prompt needs (a tool call copying the
+question's digits) within a CPU budget; evals.in_context_gain, on random tokens never trained on, checks that the
+copying is general.
+
 Validation holds out whole parts, chosen by position so the choice is stable and needs no reading: in the sorted
 list of non-empty parts, every 10th one (positions 9, 19, 29, ...) is validation; with fewer than 10 parts, the last
 part is. A dataset of one part (the bundled sample can be that small) keeps its first 90% of tokens for training
@@ -123,6 +129,7 @@ class TokenStream:
         world_size: int = 1,
         seed: int = 0,
         shuffle_tokens: int = SHUFFLE_TOKENS,
+        repeat_frac: float = 0.0,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
@@ -142,7 +149,9 @@ class TokenStream:
                 f"the {split} split has {self.n_tokens} tokens, fewer than one global batch of {self.rows} x "
                 f"{seq_len + 1}: lower --batch-size or --seq-len, or add data"
             )
-        self.seed = seed
+        if not 0.0 <= repeat_frac <= 1.0:
+            raise ValueError(f"repeat_frac must be in [0, 1], got {repeat_frac}")
+        self.seed, self.repeat_frac = seed, repeat_frac
         self.windows_per_epoch = self.batches_per_epoch * self.rows
         # a whole number of global batches a block, so that one batch never needs two blocks' parts
         self.block_windows = max(1, shuffle_tokens // ((seq_len + 1) * self.rows)) * self.rows
@@ -167,8 +176,16 @@ class TokenStream:
         block, offset = divmod(first, self.block_windows)
         base = block * self.block_windows
         windows = base + self._block_order(epoch, block)[offset : offset + self.batch_size]
-        rows = torch.from_numpy(np.stack([self._read(w * window, (w + 1) * window) for w in windows.tolist()]))
+        rows = np.stack([self._read(w * window, (w + 1) * window) for w in windows.tolist()])
+        if self.repeat_frac:
+            half = window // 2
+            repeated = [i for i, w in enumerate(windows.tolist()) if self._repeats(epoch, w)]
+            rows[repeated, half:] = rows[repeated, :window - half]
+        rows = torch.from_numpy(rows)
         return rows[:, :-1], rows[:, 1:]
+
+    def _repeats(self, epoch: int, window: int) -> bool:
+        return np.random.default_rng([self.seed, epoch, window, 1]).random() < self.repeat_frac
 
     def _block_order(self, epoch: int, block: int) -> np.ndarray:
         """The permutation of one block's windows; entering a block drops the cached parts outside it."""

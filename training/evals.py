@@ -83,20 +83,51 @@ def reply_rewards(tokenizer, items: list[dict], replies: list[list[int]], forged
 @torch.no_grad()
 def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_tokens: int = 96) -> dict:
     """Greedy replies to each item's conversation (all but its last assistant turn), tools in the loop; returns
-    {"accuracy": {source: fraction}, "examples": [(question, reply parts)]}."""
-    from training.chat import ToolCalls, parse_reply, render_prompt
+    {"accuracy": {source: fraction}, "reply_tokens": mean reply length, "examples": [(question, reply parts)]}."""
+    from training.chat import parse_reply
+
+    replies, rewards = _replies(model, tokenizer, items, tools, 1, 0.0, max_new_tokens, None)
+    examples = [(item["messages"][-2]["content"], parse_reply(tokenizer, reply)) for item, reply in zip(items, replies)]
+    return {"accuracy": _by_source(items, rewards), "reply_tokens": sum(map(len, replies)) / max(len(replies), 1),
+            "examples": examples}
+
+
+@torch.no_grad()
+def pass_at_k(model, tokenizer, items: list[dict], tools: dict, k: int, temperature: float,
+              max_new_tokens: int = 96, seed: int = 0) -> dict[str, float]:
+    """{source: share of items that at least one of k sampled replies gets right}: what the model can do at all,
+    next to greedy accuracy (what it does first). Each reply draws from its own seed, so the figure does not depend
+    on how the rows are batched."""
+    _, rewards = _replies(model, tokenizer, items, tools, k, temperature, max_new_tokens, seed)
+    solved = [float(any(rewards[i * k:(i + 1) * k])) for i in range(len(items))]
+    return _by_source(items, solved)
+
+
+def _replies(model, tokenizer, items: list[dict], tools: dict, k: int, temperature: float, max_new_tokens: int,
+             seed: int | None) -> tuple[list[list[int]], list[float]]:
+    """k replies to each item (item by item), tools in the loop, and their rewards."""
+    from training.chat import ToolCalls, render_prompt
     from training.engine import Engine, Sampling
 
-    prompts = [render_prompt(tokenizer, item["messages"][:-1]) for item in items]
+    prompts = [render_prompt(tokenizer, item["messages"][:-1]) for item in items for _ in range(k)]
     im_end = tokenizer.encode_special("<|im_end|>")
-    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0, stop_tokens=(im_end,))
+    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, stop_tokens=(im_end,))
+    row_seeds = None if seed is None else [seed * 1_000_003 + row for row in range(len(prompts))]
     was_training = model.training
     tool_calls = ToolCalls(tokenizer, tools)
-    replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls)
+    replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls, row_seeds=row_seeds)
     model.train(was_training)
-    rewards = reply_rewards(tokenizer, items, replies, {row for row, _ in tool_calls.forged})
-    scores: dict[str, list[float]] = {}
-    for item, score in zip(items, rewards):
-        scores.setdefault(item["source"], []).append(score)
-    examples = [(item["messages"][-2]["content"], parse_reply(tokenizer, reply)) for item, reply in zip(items, replies)]
-    return {"accuracy": {s: sum(v) / len(v) for s, v in sorted(scores.items())}, "examples": examples}
+    scored = [item for item in items for _ in range(k)]
+    return replies, reply_rewards(tokenizer, scored, replies, {row for row, _ in tool_calls.forged})
+
+
+def _by_source(items: list[dict], scores: list[float]) -> dict[str, float]:
+    by: dict[str, list[float]] = {}
+    for item, score in zip(items, scores, strict=True):
+        by.setdefault(item["source"], []).append(score)
+    return {s: sum(v) / len(v) for s, v in sorted(by.items())}
+
+
+def mean(by_source: dict[str, float]) -> float | None:
+    """The mean over sources (each task counts once, however many items it has)."""
+    return sum(by_source.values()) / len(by_source) if by_source else None

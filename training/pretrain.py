@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="muon: Muon on the blocks' matrices, AdamW on embeddings, head and gains")
     p.add_argument("--muon-lr", type=float, default=0.02, help="Muon's peak lr (the schedule scales it with --lr)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="max global grad norm; 0 = no clipping")
+    p.add_argument("--repeat-frac", type=float, default=0.0,
+                   help="share of training rows whose second half repeats their first (training/data.py): copying "
+                   "then pays, and small models learn it early")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-batches", type=int, default=8)
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(args.data)
     try:  # everything that can be wrong with the data, before any process waits on another
         train, val = (TokenStream(store, args.crawls, split, args.seq_len, args.batch_size, dd.rank, dd.world_size,
-                                  seed=args.seed) for split in ("train", "val"))
+                                  seed=args.seed, repeat_frac=args.repeat_frac if split == "train" else 0.0)
+                      for split in ("train", "val"))
         tokenizer, tokenizer_sha = load_tokenizer(store)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"pretrain: {e}") from None

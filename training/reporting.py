@@ -43,7 +43,8 @@ class Reporter:
         if self.pipes is not None:
             history = report["history"]
             every = math.ceil(len(history) / MAX_REPORTED_HISTORY)
-            thinned = [h for i, h in enumerate(history) if i % every == 0 or "val_loss" in h or i == len(history) - 1]
+            thinned = [h for i, h in enumerate(history)
+                       if i % every == 0 or "val_loss" in h or "accuracy" in h or i == len(history) - 1]
             self.pipes.report_custom_message({**report, "history": thinned})
         else:
             shown = {"train": "train_loss", "val": "val_loss", "bpb": "val_bpb", "reward": "reward"}

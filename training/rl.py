@@ -15,7 +15,8 @@ reply's reward minus the mean reward of the replies to the same problem (GRPO's 
 ratio clipping and no KL term, as in nanochat). Tokens a tool pasted in carry no gradient; problems whose replies
 all score alike teach nothing and drop out. A reply that writes a tool's output marker itself, forging a result,
 ends there and scores 0 whatever it said (training/chat.py); each step counts them (forged_tool_output). Each
-evaluation answers a fixed held-out draw greedily and scores each task. Checkpoints go to {data}/checkpoints/rl and
+evaluation answers a fixed held-out draw greedily (pass@1) and with --pass-k sampled replies (pass@k: solved by
+any of them), scores each task, and records the mean greedy reply length. Checkpoints go to {data}/checkpoints/rl and
 name the SFT checkpoint they started from; a rerun resumes, and ends with the weights an uninterrupted run would
 have.
 """
@@ -35,7 +36,7 @@ from pipeline.storage import Store
 from training.chat import ToolCalls, render_prompt
 from training.checkpoint import checkpoint_root, save_checkpoint
 from training.engine import Engine, Sampling
-from training.evals import chat_accuracy, reply_rewards
+from training.evals import chat_accuracy, mean, pass_at_k, reply_rewards
 from training.distributed import Distributed
 from training.finetune import load_start, resume, show
 from training.reporting import Reporter
@@ -43,7 +44,7 @@ from training.sft_data import HELD_OUT, TRAIN, arithmetic, letter_counting
 from training.tools import available_tools
 
 TASKS = {"arithmetic": arithmetic, "letter_counting": letter_counting}
-REPORTED = ("reward", "accuracy", "start_accuracy", "samples", "history", "base_checkpoint")
+REPORTED = ("reward", "accuracy", "start_accuracy", "pass_at_k", "samples", "history", "base_checkpoint")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-5, help="constant; AdamW (1e-4 unlearns the CPU toy)")
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--eval-items", type=int, default=40, help="held-out problems a task at each evaluation")
+    p.add_argument("--pass-k", type=int, default=4, help="replies sampled a held-out problem for pass@k (0: none)")
     p.add_argument("--checkpoint-every", type=int, default=20)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -69,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.samples < 2:
         p.error("--samples must be >= 2: the baseline is the mean reward of a problem's replies")
+    if args.pass_k < 0:
+        p.error(f"--pass-k must be >= 0, got {args.pass_k}")
     if args.lr <= 0 or args.temperature <= 0:
         p.error("--lr and --temperature must be > 0")
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -156,6 +160,17 @@ def policy_loss(model, prompts: list[list[int]], replies: list[list[int]], masks
     return -(logp * w).sum() / max(sampled_tokens, 1)
 
 
+def evaluate(model, tokenizer, items: list[dict], tools: dict, args) -> tuple[dict, list]:
+    """The held-out figures of one evaluation: greedy accuracy (pass@1) and pass@k by task, their means over tasks,
+    and the mean greedy reply length in tokens; and the greedy examples."""
+    result = chat_accuracy(model, tokenizer, items, tools, max_new_tokens=args.max_new_tokens)
+    at_k = pass_at_k(model, tokenizer, items, tools, args.pass_k, args.temperature, args.max_new_tokens,
+                     args.seed) if args.pass_k else {}
+    figures = {"accuracy": result["accuracy"], "pass_at_k": at_k, "pass_at_1": mean(result["accuracy"]),
+               "pass_at_k_mean": mean(at_k), "pass_k": args.pass_k, "eval_reply_tokens": result["reply_tokens"]}
+    return figures, result["examples"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     dd = Distributed(args.device, "rl")
@@ -187,9 +202,8 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             reporter.log(f"{args.out} already reaches --max-steps {args.max_steps}; nothing to do")
             return 0
         if step == 0 and dd.master:  # the start's accuracy, so every later evaluation has a baseline (step 0)
-            history.append({"step": 0, "accuracy": chat_accuracy(model, tokenizer, eval_items, tools,
-                                                                 max_new_tokens=args.max_new_tokens)["accuracy"]})
-            reporter.log(f"step 0 | accuracy {history[0]['accuracy']}")
+            history.append({"step": 0, **evaluate(model, tokenizer, eval_items, tools, args)[0]})
+            reporter.log(f"step 0 | accuracy {history[0]['accuracy']} | pass@{args.pass_k} {history[0]['pass_at_k']}")
         last_eval, started = {}, time.perf_counter()
         for step in range(step, args.max_steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
@@ -219,13 +233,13 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             last = done == args.max_steps
             checkpoint_now = done % args.checkpoint_every == 0 or last
             if dd.master and (done % args.eval_every == 0 or checkpoint_now):
-                result = chat_accuracy(model, tokenizer, eval_items, tools, max_new_tokens=args.max_new_tokens)
-                last_eval = {"accuracy": result["accuracy"],
-                             "samples": [show(q, parts) for q, parts in result["examples"][:4]]}
-                entry["accuracy"] = result["accuracy"]
+                figures, examples = evaluate(model, tokenizer, eval_items, tools, args)
+                entry.update(figures)
+                last_eval = {"accuracy": figures["accuracy"], "pass_at_k": figures["pass_at_k"],
+                             "samples": [show(q, parts) for q, parts in examples[:4]]}
                 reporter.log(f"step {done}/{args.max_steps} | reward {entry['reward']:.3f} | forged tool outputs "
-                             f"{entry['forged_tool_output']} | accuracy {result['accuracy']} | "
-                             f"{time.perf_counter() - started:.0f} s")
+                             f"{entry['forged_tool_output']} | accuracy {figures['accuracy']} | pass@{args.pass_k} "
+                             f"{figures['pass_at_k']} | {time.perf_counter() - started:.0f} s")
             if dd.master and checkpoint_now:
                 recent = [h for h in history[-args.checkpoint_every:] if "reward" in h]
                 meta = {"stage": "rl", "base_checkpoint": start_ref, "world_size": dd.world_size,

@@ -73,6 +73,12 @@ def test_each_rl_checkpoint_records_its_reward_and_accuracy_next_to_the_sft_star
     assert 0.0 <= last["reward"].value <= 1.0
     assert set(last["accuracy"].value) == set(last["start_accuracy"].value) == {"arithmetic", "letter_counting"}
     assert last["reward_curve"].value.startswith("![reward](data:image/png;base64,")
+    assert last["accuracy_curve"].value.startswith("![accuracy](data:image/png;base64,")
+    assert set(last["pass_at_k"].value) == {"arithmetic", "letter_counting"} and last["pass_k"].value == 4
+    assert all(0.0 <= solved <= 1.0 for solved in last["pass_at_k"].value.values())
+    assert last["pass_at_1_mean"].value == sum(last["accuracy"].value.values()) / 2
+    assert last["start_pass_at_1_mean"].value == sum(last["start_accuracy"].value.values()) / 2
+    assert 1 <= last["eval_reply_tokens"].value <= 48  # RLConfig's max_new_tokens
     (check,) = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("rl_model"), "no_worse_than_sft"), limit=1)
     assert check.status.value == "SUCCEEDED"

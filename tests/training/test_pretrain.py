@@ -110,6 +110,26 @@ def test_two_ranks_read_the_rows_of_one_and_resume_at_the_next_batch(data_root):
     assert nbytes[tokenizer.eot_id] == 0 and nbytes[ord("a")] == 1 and nbytes.max() > 1
 
 
+def test_repeated_rows_copy_their_first_half_and_ranks_still_agree(data_root):
+    store = Store(str(data_root))
+    plain = TokenStream(store, None, "train", seq_len=32, batch_size=64)
+    some = TokenStream(store, None, "train", seq_len=32, batch_size=64, repeat_frac=0.25)
+    x, y = plain.get(0)
+    rx, ry = some.get(0)
+    rows = torch.cat([rx, ry[:, -1:]], dim=1)  # the windows of 33 tokens
+    repeated = [i for i in range(64) if torch.equal(rows[i, 16:32], rows[i, :16])]
+    assert 6 <= len(repeated) <= 26, len(repeated)  # about a quarter
+    for i in range(64):  # a repeated row is the same window with its first half copied over its second
+        assert torch.equal(rx[i, :16], x[i, :16])
+        assert torch.equal(rx[i], x[i]) == (i not in repeated)
+    ranks = [TokenStream(store, None, "train", seq_len=32, batch_size=32, rank=r, world_size=2, repeat_frac=0.25)
+             for r in range(2)]
+    assert torch.equal(torch.cat([r.get(0)[0] for r in ranks]), rx)
+    assert torch.equal(TokenStream(store, None, "train", seq_len=32, batch_size=64, repeat_frac=0.25).get(0)[0], rx)
+    with pytest.raises(ValueError, match="repeat_frac must be in"):
+        TokenStream(store, None, "train", seq_len=32, batch_size=8, repeat_frac=1.5)
+
+
 # -- the script ------------------------------------------------------------------------------------------------------
 
 def test_a_short_run_learns_beats_the_unigram_baseline_and_checkpoints(data_root, tmp_path):
