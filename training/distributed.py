@@ -72,3 +72,10 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+    def __enter__(self) -> Distributed:
+        self.init()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

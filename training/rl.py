@@ -173,12 +173,8 @@ def evaluate(model, tokenizer, items: list[dict], tools: dict, args) -> tuple[di
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    dd = Distributed(args.device, "rl")
-    dd.init()
-    try:
+    with Distributed(args.device, "rl") as dd:
         return train(args, dd)
-    finally:
-        dd.close()
 
 
 def train(args: argparse.Namespace, dd: Distributed) -> int:

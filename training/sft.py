@@ -105,12 +105,8 @@ def scorable(items: list[dict], n: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    dd = Distributed(args.device, "sft")
-    dd.init()
-    try:
+    with Distributed(args.device, "sft") as dd:
         return train(args, dd)
-    finally:
-        dd.close()
 
 
 def train(args: argparse.Namespace, dd: Distributed) -> int:

@@ -11,6 +11,10 @@ search tool's from the project's own index, so the model learns to trust what th
 - letter counting: through the python tool (the seeds: models see tokens, not letters).
 - unknown: questions about invented people and places answered "I don't know" (the seeds' hallucination fix).
 - search: questions about the crawl answered from a search call's results (the seeds' "working memory").
+- multi_turn: a follow-up that needs the first turn ("And the letter e?"), or two of the others in a row.
+
+Every item is on the train or the held_out side (its "split"): split_of keys it by what the question is about, so
+a held-out score measures what the model learned, not what it recalls (`shared_questions` checks it).
 """
 
 from __future__ import annotations
