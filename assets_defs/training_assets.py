@@ -21,12 +21,12 @@ class TrainingJob(dg.ConfigurableResource):
     image: str | None = Field(default=None, description="Container image, for a pod launcher (CRAWL2CHAT_PIPES=k8s).")
 
     def script(self, module: str, data_root: str, flags: dict) -> list[str]:
-        """`python -m module --data data_root --flag value ...`, the way every training script is started; under
-        torchrun with nproc processes when nproc > 1."""
+        """`python -m module --data data_root --flag value ...`, the way every training script is started (a True
+        flag stands alone, a False one is left out); under torchrun with nproc processes when nproc > 1."""
         launcher = [sys.executable] if self.nproc == 1 else [
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"]
-        return [*launcher, "-m", module, "--data", data_root,
-                *(x for k, v in flags.items() for x in (f"--{k}", str(v)))]
+        args = [x for k, v in flags.items() if v is not False for x in ((f"--{k}",) if v is True else (f"--{k}", str(v)))]
+        return [*launcher, "-m", module, "--data", data_root, *args]
 
     def pod_options(self, command: list[str]) -> dict:
         """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and nproc GPUs for a
@@ -49,6 +49,8 @@ class PretrainConfig(TrainingJob):
     lr: float = Field(default=3e-3, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
     optimizer: str = Field(default="adamw", pattern="^(adamw|muon)$", description="muon: Muon on the blocks' matrices.")
+    tie_embeddings: bool = Field(default=False, description=(
+        "The output head shares the input embedding: small models learn to copy from their context far sooner."))
     repeat_frac: float = Field(default=0.0, ge=0.0, le=1.0, description=(
         "Share of training rows whose second half repeats their first: copying pays from the first steps, so a "
         "small model learns to copy from its context (icl_gain) on a CPU budget."))
@@ -62,7 +64,7 @@ class PretrainConfig(TrainingJob):
             "out": out, "depth": self.depth, "seq-len": self.seq_len, "batch-size": self.batch_size,
             "grad-accum": self.grad_accum, "max-steps": self.max_steps, "lr": self.lr,
             "warmup-steps": self.warmup_steps, "optimizer": self.optimizer, "repeat-frac": self.repeat_frac,
-            "eval-every": self.eval_every,
+            "eval-every": self.eval_every, "tie-embeddings": self.tie_embeddings,
             "checkpoint-every": self.checkpoint_every, "device": self.device})
 
     def launch_options(self, data_root: str, out: str) -> dict:

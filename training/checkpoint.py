@@ -65,7 +65,8 @@ def save_checkpoint(
     model config."""
     store, base = _store(root, storage_options)
     directory = posixpath.join(base, step_dir(step))
-    weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    # cloned: a tied head shares the embedding's tensor, and safetensors writes no shared tensors
+    weights = {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()}
     store.write_bytes(posixpath.join(directory, "model.safetensors"), save_safetensors(weights))
     if optimizer is not None:
         buf = io.BytesIO()

@@ -29,6 +29,7 @@ class GPTConfig:
     head_dim: int = 64
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
+    tie_embeddings: bool = False  # the output head shares the input embedding (GPT-2's choice)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "depth", "seq_len", "head_dim"):
@@ -151,6 +152,8 @@ class GPT(nn.Module):
         self.norm = nn.RMSNorm(config.width, eps=config.norm_eps)
         self.lm_head = nn.Linear(config.width, config.vocab_size, bias=False)
         self.apply(self._init)
+        if config.tie_embeddings:  # copying a token then needs no learned map back to the vocabulary: small models
+            self.lm_head.weight = self.embed_tokens.weight  # learn to copy from their context (BENCHMARKS.md)
         for layer in self.layers:  # residual projections start at zero (nanochat): each block starts as the identity
             for proj in (layer.self_attn.o_proj, layer.mlp.down_proj):  # -0.04 val bpb at 200 steps vs GPT-2's scaled init
                 nn.init.zeros_(proj.weight)
@@ -202,4 +205,6 @@ class GPT(nn.Module):
     def flops_per_token(self) -> float:
         """Training FLOPs a token (forward + backward): 6 x matmul parameters + attention (PaLM appendix B)."""
         matmul = self.num_params() - self.embed_tokens.weight.numel()
+        if self.config.tie_embeddings:  # counted once in num_params, but the head is a matmul all the same
+            matmul += self.lm_head.weight.numel()
         return 6 * matmul + 12 * self.config.depth * self.config.width * self.config.seq_len

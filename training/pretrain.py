@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="checkpoint root (default: {data}/checkpoints/base)")
     p.add_argument("--depth", type=int, default=2, help="the model's one size dial (width = 64 x depth)")
     p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--tie-embeddings", action="store_true",
+                   help="the output head shares the input embedding: small models learn to copy far sooner")
     p.add_argument("--batch-size", type=int, default=8, help="sequences a micro-batch, per process")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches an optimizer step")
     p.add_argument("--max-steps", type=int, default=200)
@@ -223,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     autocast = torch.autocast(dd.device.type, dtype=torch.bfloat16) if use_bf16(args.dtype, dd.device) else nullcontext()
 
-    config = GPTConfig(vocab_size=tokenizer.n_vocab, depth=args.depth, seq_len=args.seq_len)
+    config = GPTConfig(vocab_size=tokenizer.n_vocab, depth=args.depth, seq_len=args.seq_len,
+                       tie_embeddings=args.tie_embeddings)
     model = GPT(config).to(dd.device)
     optimizer = make_optimizer(model, args, dd.device)
     step, tokens_seen, history, samples, last_eval, resumed = 0, 0, [], [], {}, None
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         except TokenizerMismatch as e:
             raise SystemExit(f"pretrain: {e} (the tokenizer in use: {store.uri('tokenizer')}); pass --no-resume or "
                              "another --out") from None
-        if ckpt["config"]["model"] != config.to_dict():
+        if GPTConfig.from_dict(ckpt["config"]["model"]) != config:  # older checkpoints lack newer defaults
             raise SystemExit(f"pretrain: the checkpoint {args.out} step {resume_from} is a {ckpt['config']['model']} "
                              f"model, not {config.to_dict()}: pass --no-resume or another --out")
         model.load_state_dict(ckpt["model"].state_dict())
