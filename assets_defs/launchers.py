@@ -1,6 +1,7 @@
 """Where base_model's training process runs, picked by CRAWL2CHAT_PIPES when the Definitions load.
 
-- subprocess (default): dagster's PipesSubprocessClient; context and messages through temporary files.
+- subprocess (default): dagster's PipesSubprocessClient; context and messages through temporary files, the messages
+  read by WholeLineFileReader below.
 - stderr: PipesStderrClient below; the context in an environment variable and the messages as JSON lines on the
   process's stderr. That is the wire protocol of PipesK8sClient, whose pods' logs carry the messages, so a run
   through it shows the training script works on a GPU pod; it also carries Pipes over anything that relays a
@@ -16,6 +17,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -23,6 +27,53 @@ import dagster as dg
 from dagster_pipes import PIPES_PROTOCOL_VERSION_FIELD, PipesDefaultMessageWriter
 
 LAUNCHERS = ("subprocess", "stderr", "k8s")
+
+
+class WholeLineFileReader(dg.PipesMessageReader):
+    """Messages from a temporary file the process appends JSON lines to, handed on a whole line at a time.
+
+    Dagster's own file readers tail the file with readline, which returns what is there at the end of the file: a
+    long message (a checkpoint report carries the loss history) caught while the process is still writing it is
+    parsed half-written, the reader thread dies, and every later message of the run is lost (seen in `make test`:
+    base_model's last checkpoint never became a materialization). This reader keeps a partial line until its end
+    arrives."""
+
+    @contextmanager
+    def read_messages(self, handler) -> Iterator[dict]:
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "messages")
+            open(path, "w", encoding="utf-8").close()
+            finished = threading.Event()
+            thread = threading.Thread(target=self._read, args=(path, handler, finished), daemon=True)
+            thread.start()
+            try:
+                yield {PipesDefaultMessageWriter.FILE_PATH_KEY: path}
+            finally:
+                finished.set()  # the process has ended: whatever it wrote is in the file
+                thread.join()
+
+    @staticmethod
+    def _read(path: str, handler, finished: threading.Event) -> None:
+        pending = ""
+        try:
+            with open(path, encoding="utf-8") as f:
+                while True:
+                    chunk = f.readline()
+                    if chunk:
+                        pending += chunk
+                        if pending.endswith("\n"):
+                            handler.handle_message(json.loads(pending))
+                            pending = ""
+                    elif finished.is_set():
+                        break
+                    else:
+                        time.sleep(0.01)
+        except Exception:
+            handler.report_pipes_framework_exception("WholeLineFileReader reader thread", sys.exc_info())
+            raise
+
+    def no_messages_debug_text(self) -> str:
+        return "Messages are read from a temporary file, one JSON object a line."
 
 
 class _StderrMessageReader(dg.PipesMessageReader):
@@ -87,7 +138,7 @@ class PipesStderrClient(dg.PipesClient):
 def pipes_client(name: str) -> dg.PipesClient:
     """The Pipes client a launcher name stands for; ValueError naming the choices for any other name."""
     if name == "subprocess":
-        return dg.PipesSubprocessClient()
+        return dg.PipesSubprocessClient(message_reader=WholeLineFileReader())
     if name == "stderr":
         return PipesStderrClient()
     if name == "k8s":

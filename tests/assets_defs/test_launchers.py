@@ -3,6 +3,7 @@ environment, messages in the process's log stream), and the launcher names Defin
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import dagster as dg
@@ -64,3 +65,40 @@ def test_fine_tuning_stages_run_in_the_same_image_on_one_gpu_or_under_torchrun_o
         assert options["command"][6] == script
         assert options["base_pod_spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 4}
     assert set(SFTConfig().pod_options(["x"])) == {"command"}
+
+
+def test_a_message_caught_half_written_is_read_when_its_line_ends():
+    """The file reader behind the subprocess launcher: a long message written in two pieces, the reader polling in
+    between, arrives whole; a later message still arrives (Dagster's reader would have died on the first half)."""
+    import threading
+    import time
+
+    from assets_defs.launchers import WholeLineFileReader
+    from dagster_pipes import PipesDefaultMessageWriter
+
+    class Handler:  # what open_pipes_session gives a reader: it records what arrives
+        def __init__(self) -> None:
+            self.messages, self.errors = [], []
+
+        def handle_message(self, message) -> None:
+            self.messages.append(message)
+
+        def report_pipes_framework_exception(self, where, exc_info) -> None:
+            self.errors.append((where, exc_info))
+
+    handler = Handler()
+    report = {"__dagster_pipes_version": "0.1", "method": "report_custom_message",
+              "params": {"payload": {"history": [{"step": i, "train_loss": 1.0 / (i + 1)} for i in range(2000)]}}}
+    line = json.dumps(report) + "\n"
+    with WholeLineFileReader().read_messages(handler) as params:
+        path = params[PipesDefaultMessageWriter.FILE_PATH_KEY]
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line[:5000])
+            f.flush()
+            time.sleep(0.1)  # the reader polls every 10 ms: it sees the half line many times
+            assert handler.messages == [] and handler.errors == [] and threading.active_count() >= 2
+            f.write(line[5000:])
+            f.write(json.dumps({"__dagster_pipes_version": "0.1", "method": "closed", "params": {}}) + "\n")
+    assert handler.errors == []
+    assert [m["method"] for m in handler.messages] == ["report_custom_message", "closed"]
+    assert handler.messages[0] == report
