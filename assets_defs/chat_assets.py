@@ -4,8 +4,6 @@ Thin, like every asset module: the index is pipeline/search.py, the conversation
 fine-tuning training/sft.py (launched through Pipes like pretraining, one materialization a checkpoint).
 """
 
-from collections import Counter
-
 import dagster as dg
 from pydantic import Field, field_validator
 
@@ -98,30 +96,16 @@ def search_index(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
           "conversations, right ones answers (Llama 3's recipe, the seeds' hallucination fix).")
 def knowledge_probe(context: dg.AssetExecutionContext, settings: PipelineConfig,
                     probe: ProbeConfig) -> dg.MaterializeResult:
-    from pipeline.token_io import load_tokenizer
-    from training.checkpoint import load_checkpoint
-
-    store = settings.store()
     sources, skipped = settings.clean_sources()
-    drops: Counter = Counter()
-    questions = kp.questions_from_documents(
-        ({"id": i, "url": u, "text": t} for i, u, t in iter_clean(store, sources, ("id", "url", "text"))),
-        probe.questions, probe.seed, drops)
-    tokenizer, sha = load_tokenizer(store)
-    base_root = checkpoint_root(settings.data_root, "base")
-    base = load_checkpoint(base_root, device="cpu", tokenizer_sha256=sha)
-    results = kp.probe(base["model"], tokenizer, questions, probe.samples, probe.temperature, probe.max_new_tokens,
-                       probe.seed, chat=False)
-    split = kp.split_known(results, probe.samples)
-    before = kp.rates(results, split)
-    base_ref = f"{base_root.rstrip('/')}/step-{base['step']:06d}"
-    kp.save_probe(store, split, {"rates": before, "base_checkpoint": base_ref, "skipped_sentences": dict(drops)})
+    done = kp.probe_base_model(settings.store(), sources, checkpoint_root(settings.data_root, "base"),
+                               probe.questions, probe.samples, probe.temperature, probe.max_new_tokens, probe.seed)
+    split = done["split"]
     examples = "\n".join(f"| {r['question']} | {r['reference']} | {r['answers'][0]} | {verdict} |"
                          for verdict in kp.VERDICTS for r in split[verdict][:3])
     return dg.MaterializeResult(metadata={
-        "questions": len(questions), **{verdict: len(split[verdict]) for verdict in kp.VERDICTS},
-        "rates_before_sft": dg.MetadataValue.json(before), "base_checkpoint": base_ref,
-        "skipped_sentences": dg.MetadataValue.json(dict(drops)),
+        "questions": sum(len(split[v]) for v in kp.VERDICTS), **{v: len(split[v]) for v in kp.VERDICTS},
+        "rates_before_sft": dg.MetadataValue.json(done["rates"]), "base_checkpoint": done["base_checkpoint"],
+        "skipped_sentences": dg.MetadataValue.json(done["skipped_sentences"]),
         "crawls": dg.MetadataValue.json({"used": sorted(sources), "skipped_not_clean": skipped}),
         "examples": dg.MetadataValue.md("| question | reference | first answer | verdict |\n|---|---|---|---|\n"
                                         + examples)})

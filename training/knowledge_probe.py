@@ -295,6 +295,27 @@ KNOWLEDGE_PROBE = "knowledge_probe"
 VERDICTS = ("known", "unknown", "uncertain")
 
 
+def probe_base_model(store, crawls: dict[str, list[str]], base_root: str, n: int, samples: int, temperature: float,
+                     max_new_tokens: int, seed: int) -> dict:
+    """The whole probe of the latest base checkpoint under `base_root` on the clean documents of `crawls`, saved
+    as the knowledge_probe asset's part: {"split", "rates", "base_checkpoint", "skipped_sentences"}."""
+    from pipeline.documents import iter_clean
+    from pipeline.token_io import load_tokenizer
+    from training.checkpoint import load_checkpoint, step_dir
+
+    drops: Counter = Counter()
+    docs = ({"id": i, "url": u, "text": t} for i, u, t in iter_clean(store, crawls, ("id", "url", "text")))
+    questions = questions_from_documents(docs, n, seed, drops)
+    tokenizer, sha = load_tokenizer(store)
+    base = load_checkpoint(base_root, device="cpu", tokenizer_sha256=sha)
+    results = probe(base["model"], tokenizer, questions, samples, temperature, max_new_tokens, seed, chat=False)
+    split = split_known(results, samples)
+    info = {"rates": rates(results, split), "base_checkpoint": f"{base_root.rstrip('/')}/{step_dir(base['step'])}",
+            "skipped_sentences": dict(drops)}
+    save_probe(store, split, info)
+    return {"split": split, **info}
+
+
 def save_probe(store, split: dict, info: dict) -> None:
     """Writes every probed question with its answers and verdict (known, unknown, uncertain) as one parquet part
     of the knowledge_probe asset, and commits it; an empty probe is an empty part of the same schema."""
