@@ -51,9 +51,12 @@ class PretrainConfig(TrainingJob):
     optimizer: str = Field(default="adamw", pattern="^(adamw|muon)$", description="muon: Muon on the blocks' matrices.")
     tie_embeddings: bool = Field(default=False, description=(
         "The output head shares the input embedding: small models learn to copy from their context far sooner."))
+    smear_keys: bool = Field(default=False, description=(
+        "Each attention head mixes the previous token's key into each key: a small model learns to copy from its "
+        "context (icl_gain) in hundreds of steps."))
     repeat_frac: float = Field(default=0.0, ge=0.0, le=1.0, description=(
-        "Share of training rows whose second half repeats their first: copying pays from the first steps, so a "
-        "small model learns to copy from its context (icl_gain) on a CPU budget."))
+        "Share of training rows that show a stretch of themselves again further on: copying pays from the first "
+        "steps, so a small model learns to copy from its context (icl_gain) on a CPU budget."))
     eval_every: int = Field(default=50, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
@@ -64,7 +67,7 @@ class PretrainConfig(TrainingJob):
             "out": out, "depth": self.depth, "seq-len": self.seq_len, "batch-size": self.batch_size,
             "grad-accum": self.grad_accum, "max-steps": self.max_steps, "lr": self.lr,
             "warmup-steps": self.warmup_steps, "optimizer": self.optimizer, "repeat-frac": self.repeat_frac,
-            "eval-every": self.eval_every, "tie-embeddings": self.tie_embeddings,
+            "eval-every": self.eval_every, "tie-embeddings": self.tie_embeddings, "smear-keys": self.smear_keys,
             "checkpoint-every": self.checkpoint_every, "device": self.device})
 
     def launch_options(self, data_root: str, out: str) -> dict:

@@ -13,11 +13,11 @@ Global batch i is rows [i * R, (i + 1) * R) of that order, with R = batch_size x
 [r * batch_size, (r + 1) * batch_size) of it. So 2 ranks x batch b see exactly the rows of 1 rank x batch 2b, and
 a resumed run continues with the next batch. The tail that fills no whole batch is skipped; then the next epoch.
 
-With repeat_frac > 0 (training only), that share of rows, chosen by (seed, epoch, window), repeats its first half
-in its second: the text seen twice, as a page that quotes itself. Copying then pays on real text from the first
-steps, so a small model forms the induction heads that copying from a prompt needs (a tool call copying the
-question's digits) within a CPU budget; evals.in_context_gain, on random tokens never trained on, checks that the
-copying is general.
+With repeat_frac > 0 (training only), that share of rows, chosen by (seed, epoch, window), shows a stretch of
+itself again further on (`quote`): the text seen twice, as a page that quotes itself. Copying then pays on real
+text from the first steps, so a small model forms the induction heads that copying from a prompt needs (a tool call
+copying the question's digits) within a CPU budget; evals.in_context_gain, on random tokens never trained on,
+checks that the copying is general.
 
 Validation holds out whole parts, chosen by position so the choice is stable and needs no reading: in the sorted
 list of non-empty parts, every 10th one (positions 9, 19, 29, ...) is validation; with fewer than 10 parts, the last
@@ -178,9 +178,9 @@ class TokenStream:
         windows = base + self._block_order(epoch, block)[offset : offset + self.batch_size]
         rows = np.stack([self._read(w * window, (w + 1) * window) for w in windows.tolist()])
         if self.repeat_frac:
-            half = window // 2
-            repeated = [i for i, w in enumerate(windows.tolist()) if self._repeats(epoch, w)]
-            rows[repeated, half:] = rows[repeated, :window - half]
+            for i, w in enumerate(windows.tolist()):
+                if self._repeats(epoch, w):
+                    rows[i] = quote(rows[i], np.random.default_rng([self.seed, epoch, w, 2]))
         rows = torch.from_numpy(rows)
         return rows[:, :-1], rows[:, 1:]
 
@@ -250,3 +250,16 @@ def _ls_dirs(store: Store, path: str) -> list[str]:
     if not store.fs.exists(path):
         return []
     return [e["name"] for e in store.fs.ls(path, detail=True) if e["type"] == "directory"]
+
+
+def quote(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `row` with a stretch of it shown again later, at a random length (8 tokens to half the row) and a
+    random distance: copying at one fixed distance would be learned as "look back N tokens", which copies nothing
+    else (a model trained on halves shown twice learned exactly that, BENCHMARKS.md)."""
+    n = len(row)
+    length = int(rng.integers(min(8, n // 2), n // 2 + 1))
+    first = int(rng.integers(0, n - 2 * length + 1))
+    second = int(rng.integers(first + length, n - length + 1))
+    row = row.copy()
+    row[second:second + length] = row[first:first + length]
+    return row

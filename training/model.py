@@ -30,6 +30,7 @@ class GPTConfig:
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False  # the output head shares the input embedding (GPT-2's choice)
+    smear_keys: bool = False  # each head's keys mix in the previous token's key (see Attention)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "depth", "seq_len", "head_dim"):
@@ -80,6 +81,8 @@ class KVCache:
         shape = (config.depth, batch, config.n_head, max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # each row's last key before RoPE, per layer: the next step's first key smears it in
+        self.last_k = torch.zeros((config.depth, batch, config.n_head, config.head_dim), device=device, dtype=dtype)
         self.lengths = torch.zeros(batch, dtype=torch.long, device=device)
         self.max_len = max_len
 
@@ -93,17 +96,34 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(config.width, inner, bias=False)
         self.v_proj = nn.Linear(config.width, inner, bias=False)
         self.o_proj = nn.Linear(inner, config.width, bias=False)
+        if config.smear_keys:  # Olsson et al. 2022's smeared keys: k_t + sigmoid(a_h) (k_{t-1} - k_t) per head, so
+            # one layer can match "the token before" and a small model learns to copy from its context (induction)
+            # in hundreds of steps instead of the thousands a previous-token head takes to form (BENCHMARKS.md)
+            self.smear = nn.Parameter(torch.zeros(config.n_head))
 
     def forward(self, x, cos, sin, layer: int, cache: KVCache | None, rows: torch.Tensor | None):
         B, T, _ = x.shape
         H, D = self.config.n_head, self.config.head_dim
         q, k, v = (proj(x).view(B, T, H, D).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        if self.config.smear_keys:
+            k = self._smear(k, layer, cache, rows)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = self._cached(q, k, v, layer, cache, rows)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))
+
+    def _smear(self, k, layer: int, cache: KVCache | None, rows: torch.Tensor | None):
+        """Keys (B, H, T, D) before RoPE, each mixed with its predecessor's; a row's first token has none."""
+        first = torch.zeros_like(k[:, :, :1])
+        if cache is not None:
+            started = (cache.lengths[rows] > 0)[:, None, None, None]
+            first = torch.where(started, cache.last_k[layer, rows][:, :, None].to(k.dtype), first)
+            cache.last_k[layer, rows] = k[:, :, -1].to(cache.last_k.dtype)
+        prev = torch.cat([first, k[:, :, :-1]], dim=2)
+        gate = torch.sigmoid(self.smear).to(k.dtype)[None, :, None, None]
+        return k + gate * (prev - k)
 
     def _cached(self, q, k, v, layer: int, cache: KVCache, rows: torch.Tensor):
         """Writes this step's keys/values at each row's length, then attends over everything up to them."""

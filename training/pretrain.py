@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="checkpoint root (default: {data}/checkpoints/base)")
     p.add_argument("--depth", type=int, default=2, help="the model's one size dial (width = 64 x depth)")
     p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--smear-keys", action="store_true",
+                   help="each attention head mixes the previous token's key into each key (learned share): small "
+                   "models learn to copy from their context in hundreds of steps (training/model.py)")
     p.add_argument("--tie-embeddings", action="store_true",
                    help="the output head shares the input embedding: small models learn to copy far sooner")
     p.add_argument("--batch-size", type=int, default=8, help="sequences a micro-batch, per process")
@@ -66,11 +69,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
                    help="muon: Muon on the blocks' matrices, AdamW on embeddings, head and gains")
+    p.add_argument("--qk-optimizer", choices=("adamw", "muon"), default="adamw",
+                   help="with --optimizer muon, who steps attention's query and key matrices: under Muon a small "
+                   "model does not learn to copy from its context (BENCHMARKS.md)")
     p.add_argument("--muon-lr", type=float, default=0.02, help="Muon's peak lr (the schedule scales it with --lr)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="max global grad norm; 0 = no clipping")
     p.add_argument("--repeat-frac", type=float, default=0.0,
-                   help="share of training rows whose second half repeats their first (training/data.py): copying "
-                   "then pays, and small models learn it early")
+                   help="share of training rows that show a stretch of themselves again further on (training/data.py): "
+                   "copying then pays from the first steps")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-batches", type=int, default=8)
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -109,8 +115,9 @@ def make_optimizer(model: GPT, args: argparse.Namespace, device: torch.device):
     --optimizer muon, the matrices inside the blocks go to Muon instead (training/optim.py)."""
     vectors = [p for p in model.parameters() if p.dim() < 2]
     if args.optimizer == "muon":
-        hidden = [p for name, p in model.named_parameters() if p.dim() >= 2 and name.startswith("layers.")]
-        outer = [p for name, p in model.named_parameters() if p.dim() >= 2 and not name.startswith("layers.")]
+        hidden = [p for name, p in model.named_parameters() if p.dim() >= 2 and name.startswith("layers.")
+                  and (args.qk_optimizer == "muon" or not name.endswith(("q_proj.weight", "k_proj.weight")))]
+        outer = [p for p in model.parameters() if p.dim() >= 2 and not any(p is h for h in hidden)]
         groups = [{"params": outer, "weight_decay": args.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
         return MuonAdamW(hidden, groups, lr=args.lr, muon_lr=args.muon_lr, fused=device.type == "cuda")
     matrices = [p for p in model.parameters() if p.dim() >= 2]
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     autocast = torch.autocast(dd.device.type, dtype=torch.bfloat16) if use_bf16(args.dtype, dd.device) else nullcontext()
 
     config = GPTConfig(vocab_size=tokenizer.n_vocab, depth=args.depth, seq_len=args.seq_len,
-                       tie_embeddings=args.tie_embeddings)
+                       tie_embeddings=args.tie_embeddings, smear_keys=args.smear_keys)
     model = GPT(config).to(dd.device)
     optimizer = make_optimizer(model, args, dd.device)
     step, tokens_seen, history, samples, last_eval, resumed = 0, 0, [], [], {}, None

@@ -45,8 +45,8 @@ def test_a_pod_asks_for_one_gpu_a_process():
     assert options["base_pod_spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 8}
     assert options["command"][1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
     assert set(PretrainConfig().launch_options("data", "out")) == {"command"}
-    tied = PretrainConfig(tie_embeddings=True, repeat_frac=0.2).command("data", "out")
-    assert "--tie-embeddings" in tied and tied[tied.index("--repeat-frac") + 1] == "0.2"
+    tied = PretrainConfig(tie_embeddings=True, smear_keys=True, repeat_frac=0.2).command("data", "out")
+    assert "--tie-embeddings" in tied and "--smear-keys" in tied and tied[tied.index("--repeat-frac") + 1] == "0.2"
     assert "--tie-embeddings" not in PretrainConfig().command("data", "out")  # a False switch is left out
     from training.pretrain import parse_args
 

@@ -39,7 +39,20 @@ def test_a_tiny_model_overfits_one_batch():
     assert first > 4.0 and loss.item() < 0.01, (first, loss.item())
 
 
-def test_cached_forward_equals_full_forward_for_ragged_rows(model):
+@pytest.fixture(scope="module")
+def smeared() -> GPT:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=97, depth=2, seq_len=64, smear_keys=True)).eval()
+    with torch.no_grad():
+        for layer in model.layers:  # a different share per head; zero-init o_proj would hide attention entirely
+            layer.self_attn.smear.copy_(torch.linspace(-2, 2, model.config.n_head))
+            layer.self_attn.o_proj.weight.normal_(std=0.02)
+    return model
+
+
+@pytest.mark.parametrize("which", ["model", "smeared"])
+def test_cached_forward_equals_full_forward_for_ragged_rows(which, request):
+    model = request.getfixturevalue(which)
     x = torch.randint(0, 97, (2, 20))
     full = model(x)
     cache = KVCache(model.config, 2, 64, "cpu", torch.float32)
@@ -48,13 +61,17 @@ def test_cached_forward_equals_full_forward_for_ragged_rows(model):
     step = model(torch.stack([x[0, 7:8], x[1, 11:12]]), cache=cache)
     assert torch.allclose(step[0, 0], full[0, 7], atol=1e-5) and torch.allclose(step[1, 0], full[1, 11], atol=1e-5)
     assert cache.lengths.tolist() == [8, 12]
+    more = model(x[1:2, 12:15], cache=cache, rows=torch.tensor([1]))  # several tokens after the cached ones
+    assert torch.allclose(more[0], full[1, 12:15], atol=1e-5)
 
 
 @pytest.mark.parametrize("sampling", [
     Sampling(max_new_tokens=40, temperature=0),
     Sampling(max_new_tokens=40, temperature=0.8, top_k=20, top_p=0.9, seed=7),
 ])
-def test_engine_with_cache_equals_engine_without(model, sampling):
+@pytest.mark.parametrize("which", ["model", "smeared"])
+def test_engine_with_cache_equals_engine_without(which, sampling, request):
+    model = request.getfixturevalue(which)
     prompts = [[1, 2, 3, 4, 5], [9], [10, 11, 12]]
     cached = Engine(model).generate_all(prompts, sampling)
     assert cached == Engine(model, use_cache=False).generate_all(prompts, sampling)

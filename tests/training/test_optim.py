@@ -33,3 +33,20 @@ def test_muon_adamw_overfits_a_batch_and_its_state_round_trips():
     again = MuonAdamW(hidden, others, lr=3e-3, muon_lr=0.02)
     again.load_state_dict(opt.state_dict())
     assert torch.equal(again.muon.state[hidden[0]]["momentum_buffer"], opt.muon.state[hidden[0]]["momentum_buffer"])
+
+
+def test_under_muon_attention_queries_and_keys_stay_with_adamw_unless_asked():
+    """Under Muon a small model's attention never learns to copy (BENCHMARKS.md), so q/k go to AdamW by default."""
+    from training.pretrain import make_optimizer, parse_args
+
+    model = GPT(GPTConfig(vocab_size=64, depth=2, seq_len=32))
+    names = {id(p): n for n, p in model.named_parameters()}
+    for flag, muon_qk in (([], False), (["--qk-optimizer", "muon"], True)):
+        opt = make_optimizer(model, parse_args(["--data", "d", "--optimizer", "muon", *flag]), torch.device("cpu"))
+        on_muon = {names[id(p)] for g in opt.muon.param_groups for p in g["params"]}
+        on_adamw = {names[id(p)] for g in opt.adamw.param_groups for p in g["params"]}
+        assert not on_muon & on_adamw and on_muon | on_adamw == set(names.values())
+        assert ("layers.0.self_attn.q_proj.weight" in on_muon) == muon_qk
+        assert ("layers.1.self_attn.k_proj.weight" in on_muon) == muon_qk
+        assert {"layers.0.self_attn.v_proj.weight", "layers.1.mlp.down_proj.weight"} <= on_muon
+        assert {"embed_tokens.weight", "lm_head.weight"} <= on_adamw

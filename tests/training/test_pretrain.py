@@ -110,18 +110,32 @@ def test_two_ranks_read_the_rows_of_one_and_resume_at_the_next_batch(data_root):
     assert nbytes[tokenizer.eot_id] == 0 and nbytes[ord("a")] == 1 and nbytes.max() > 1
 
 
-def test_repeated_rows_copy_their_first_half_and_ranks_still_agree(data_root):
+def _quoted_stretch(row: torch.Tensor, plain: torch.Tensor) -> tuple[int, int, int] | None:
+    """(where, length, distance) of the one stretch where `row` differs from `plain` and repeats its own earlier
+    tokens; None when the rows are equal. Fails if they differ any other way."""
+    changed = (row != plain).nonzero().flatten().tolist()
+    if not changed:
+        return None
+    lo, hi = changed[0], changed[-1] + 1
+    for length in range(hi - lo, len(row) // 2 + 1):  # the copied stretch may start or end on equal tokens
+        for second in range(max(0, hi - length), lo + 1):
+            for first in range(0, second - length + 1):
+                if torch.equal(row[second:second + length], row[first:first + length]) and torch.equal(
+                        row[:second], plain[:second]) and torch.equal(row[second + length:], plain[second + length:]):
+                    return second, length, second - first
+    raise AssertionError(f"row differs at {changed} without repeating itself")
+
+
+def test_repeated_rows_quote_a_stretch_at_varying_distances_and_ranks_still_agree(data_root):
     store = Store(str(data_root))
     plain = TokenStream(store, None, "train", seq_len=32, batch_size=64)
     some = TokenStream(store, None, "train", seq_len=32, batch_size=64, repeat_frac=0.25)
     x, y = plain.get(0)
     rx, ry = some.get(0)
-    rows = torch.cat([rx, ry[:, -1:]], dim=1)  # the windows of 33 tokens
-    repeated = [i for i in range(64) if torch.equal(rows[i, 16:32], rows[i, :16])]
-    assert 6 <= len(repeated) <= 26, len(repeated)  # about a quarter
-    for i in range(64):  # a repeated row is the same window with its first half copied over its second
-        assert torch.equal(rx[i, :16], x[i, :16])
-        assert torch.equal(rx[i], x[i]) == (i not in repeated)
+    rows, plain_rows = torch.cat([rx, ry[:, -1:]], dim=1), torch.cat([x, y[:, -1:]], dim=1)  # windows of 33 tokens
+    quotes = [q for i in range(64) if (q := _quoted_stretch(rows[i], plain_rows[i])) is not None]
+    assert 6 <= len(quotes) <= 26, len(quotes)  # about a quarter
+    assert len({distance for _, _, distance in quotes}) > 3  # no fixed distance to learn in place of copying
     ranks = [TokenStream(store, None, "train", seq_len=32, batch_size=32, rank=r, world_size=2, repeat_frac=0.25)
              for r in range(2)]
     assert torch.equal(torch.cat([r.get(0)[0] for r in ranks]), rx)
