@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup run test ui bench sample clean
+.PHONY: setup run small test ui bench sample clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml
 run: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/crawl2chat run
+
+# The CPU recipe that learns (issue 11; ~40 min on 2 cores): a crawl of Debian's documentation (the apt packages
+# scripts/build_doc_pages.py names), the whole graph, a base model that copies, SFT and RL, in data-small/.
+SMALL := $(CURDIR)/data-small
+small: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m scripts.build_doc_pages --out $(SMALL)/warc/docs
+	$(BIN)/crawl2chat run --source $(SMALL)/warc/docs --crawl docs --data $(SMALL)/data --config infra/profiles/small.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -45,4 +53,4 @@ sample: setup
 	$(BIN)/python scripts/build_sample_crawl.py
 
 clean:
-	rm -rf $(VENV) data .dagster_home
+	rm -rf $(VENV) data data-small .dagster_home

@@ -153,12 +153,19 @@ def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.Materializ
           "checkpoint is a materialization with its losses, per-task accuracy and sample chats.",
           check_specs=[dg.AssetCheckSpec("learned_the_format", asset="sft_model",
                                          description="most held-out identity questions get the identity answer")])
-def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: SFTConfig,
+def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: SFTConfig, probe: ProbeConfig,
               pipes: dg.ResourceParam[dg.PipesClient]):
-    last = run_training(context, pipes, checkpoint_root(settings.data_root, "sft"),
-                        **sft.pod_options(sft.command(settings.data_root)))
+    root = checkpoint_root(settings.data_root, "sft")
+    last = run_training(context, pipes, root, **sft.pod_options(sft.command(settings.data_root)))
     accuracy = last.get("accuracy") or {}
-    yield dg.MaterializeResult(metadata=checkpoint_metadata(last), check_results=[dg.AssetCheckResult(
+    metadata = checkpoint_metadata(last)
+    try:  # the knowledge probe's after: its held-out questions asked again, now of the chat model
+        after = kp.probe_sft_model(settings.store(), root, probe.samples, probe.temperature,
+                                   2 * probe.max_new_tokens, probe.seed)  # a chat answer restates the subject first
+        metadata["knowledge_probe_after_sft"] = dg.MetadataValue.json(after)
+    except PartitionMissing:  # no probe was committed (sft_conversations materialized on its own)
+        pass
+    yield dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
         check_name="learned_the_format", passed=accuracy.get("identity", 0.0) >= 0.5,
         metadata={"accuracy": dg.MetadataValue.json(accuracy)})])
 

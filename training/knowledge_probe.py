@@ -11,7 +11,8 @@ Llama 3 aligns a model "to know what it knows" by probing it rather than by inve
 4. conversations: known questions become answers built from the reference, unknown ones "I don't know" replies
    (the seeds: the model learns to refuse exactly where it would otherwise hallucinate).
 5. rates: the probe's figures. Probe before SFT, split, train, probe the same questions after; rates(after, split)
-   then tells whether knowns stayed right and how many unknowns turned from confident guesses into refusals.
+   then tells whether knowns stayed right and how many unknowns turned from confident guesses into refusals
+   (probe_sft_model does this for the held-out questions, after SFT; sft_model's metadata shows it).
 
 Scoring after SFT: training/evals.py's reward scores probed_known items with `judge` (a correct paraphrase of the
 reference counts) and probed_unknown ones, like every "I don't know" item, by the refusal in the reply.
@@ -314,6 +315,25 @@ def probe_base_model(store, crawls: dict[str, list[str]], base_root: str, n: int
             "skipped_sentences": dict(drops)}
     save_probe(store, split, info)
     return {"split": split, **info}
+
+
+def probe_sft_model(store, sft_root: str, samples: int, temperature: float, max_new_tokens: int, seed: int) -> dict:
+    """The probe's after: its held-out questions (SFT never trained on them; sft_data.split_of by subject) asked
+    again of the latest SFT checkpoint under `sft_root`, now in a chat, with the same seeds; `rates` before (the
+    base model's answers) and after on the same questions. PartitionMissing when no probe was committed."""
+    from pipeline.token_io import load_tokenizer
+    from training.checkpoint import load_checkpoint, step_dir
+
+    split = load_probe(store)
+    held = {verdict: [q for q in qs if _split(q) == "held_out"] for verdict, qs in split.items()}
+    asked = held["known"] + held["unknown"]
+    tokenizer, sha = load_tokenizer(store)
+    sft = load_checkpoint(sft_root, device="cpu", tokenizer_sha256=sha)
+    after = probe(sft["model"], tokenizer, asked, samples, temperature, max_new_tokens, seed, chat=True)
+    return {"held_out_questions": len(asked), "before": rates(asked, held), "after": rates(after, held),
+            "sft_checkpoint": f"{sft_root.rstrip('/')}/{step_dir(sft['step'])}",
+            "examples": [{"question": r["question"], "reference": r["reference"], "answer": r["answers"][0]}
+                         for r in after[:5]]}
 
 
 def save_probe(store, split: dict, info: dict) -> None:

@@ -64,6 +64,22 @@ def test_each_sft_checkpoint_is_a_materialization_that_points_at_its_base(instan
 
 
 @pytest.mark.slow
+def test_the_knowledge_probe_asks_its_held_out_questions_again_after_sft(instance):
+    """Before and after on the same questions: the base model's answers, then the chat model's (Llama 3, 4.3.6)."""
+    (probe,) = _metadata(instance, "knowledge_probe")
+    (after,) = [m["knowledge_probe_after_sft"].value for m in _metadata(instance, "sft_model")
+                if "knowledge_probe_after_sft" in m]
+    assert after["sft_checkpoint"].endswith("checkpoints/sft/step-000300")
+    before, now = after["before"], after["after"]
+    assert 0 < after["held_out_questions"] == before["known"] + before["unknown"] == now["known"] + now["unknown"]
+    assert after["held_out_questions"] < probe["questions"].value  # the trained-on questions are not asked again
+    # unknown means never right before: each answer was a refusal or a confident wrong one
+    assert before["hallucination_rate_on_unknown"] + before["idk_rate_on_unknown"] == pytest.approx(1.0)
+    assert now["hallucination_rate_on_unknown"] + now["idk_rate_on_unknown"] <= 1.0
+    assert len(after["examples"]) == min(5, after["held_out_questions"]) and after["examples"][0]["answer"]
+
+
+@pytest.mark.slow
 def test_each_rl_checkpoint_records_its_reward_and_accuracy_next_to_the_sft_start(instance, sample_run):
     by_step = {m["step"].value: m for m in _metadata(instance, "rl_model")}
     assert sorted(by_step) == [10, 20]  # RLConfig's checkpoint_every and max_steps

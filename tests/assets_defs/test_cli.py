@@ -131,3 +131,19 @@ def test_crawl_add_and_list(tmp_path, capsys, monkeypatch, good_page):
     out = capsys.readouterr().out
     assert "extracted_text" in out and "language_filtered" not in out
     assert pl.read_parquet(tmp_path / "d/extracted_text/web/00001/part-00000-00000.parquet")["url"].to_list() == ["https://a.org/2"]
+
+
+def test_the_small_profile_loads_and_asks_for_a_base_model_that_copies(monkeypatch, tmp_path):
+    """`make small`'s profile (infra/profiles/small.yaml) passes every section's validation, and its pretraining
+    has what BENCHMARKS.md found a small model needs to copy from its context."""
+    from assets_defs.cli import TRAINING_SECTIONS, load_config, load_section
+
+    profile = str(Path(__file__).parents[2] / "infra" / "profiles" / "small.yaml")
+    monkeypatch.setenv("CRAWL2CHAT_DATA_ROOT", str(tmp_path))  # load_config sets it; restored after the test
+    load_config(profile, str(tmp_path))
+    sections = {s: load_section(profile, s) for s in TRAINING_SECTIONS}
+    command = sections["pretrain"].command("data", "out")
+    assert {"--tie-embeddings", "--smear-keys"} <= set(command)
+    assert float(command[command.index("--repeat-frac") + 1]) > 0
+    assert command[command.index("--optimizer") + 1] == "muon"
+    assert sections["sft"].arithmetic >= 1000 and sections["rl"].max_steps > 20
