@@ -112,7 +112,8 @@ def lr_at(step: int, args: argparse.Namespace) -> float:
 
 def make_optimizer(model: GPT, args: argparse.Namespace, device: torch.device):
     """AdamW with decoupled weight decay on the matrices only (norm gains are left alone, as in nanoGPT); with
-    --optimizer muon, the matrices inside the blocks go to Muon instead (training/optim.py)."""
+    --optimizer muon, the matrices inside the blocks go to Muon instead (training/optim.py), except attention's
+    queries and keys, which stay with AdamW unless --qk-optimizer muon."""
     vectors = [p for p in model.parameters() if p.dim() < 2]
     if args.optimizer == "muon":
         hidden = [p for name, p in model.named_parameters() if p.dim() >= 2 and name.startswith("layers.")
