@@ -11,18 +11,24 @@ from training.model import GPT, GPTConfig
 VOCAB = 320  # 256 byte ids + 64 "merged" ids the probe draws from
 
 
-def test_a_model_trained_to_copy_gains_and_an_untrained_one_does_not():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=VOCAB, depth=2, seq_len=2 * ICL_PROBE_LEN))
-    assert abs(in_context_gain(model, VOCAB)) < 0.05
+def _train_on_halves_shown_twice(model: GPT, vocab: int, steps: int, rows: int) -> None:
+    """AdamW on random sequences shown twice at the probe's distance: the second half is predictable only from the
+    first."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(120):  # sequences shown twice: the second half is predictable only from the first
-        half = torch.randint(256, VOCAB, (32, ICL_PROBE_LEN))
+    for _ in range(steps):
+        half = torch.randint(256, vocab, (rows, ICL_PROBE_LEN))
         x = torch.cat([half, half], dim=1)
         loss = model(x[:, :-1], targets=x[:, 1:])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+
+def test_a_model_trained_to_copy_gains_and_an_untrained_one_does_not():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, depth=2, seq_len=2 * ICL_PROBE_LEN))
+    assert abs(in_context_gain(model, VOCAB)) < 0.05
+    _train_on_halves_shown_twice(model, VOCAB, steps=120, rows=32)
     gain = in_context_gain(model, VOCAB)
     assert gain > 3.0, gain  # the first showing costs ln(64) = 4.16 nats a token; the copy close to nothing
     assert model.training, "the probe puts the model back in the mode it found it in"
@@ -78,14 +84,7 @@ def test_a_tied_head_learns_to_copy_a_large_vocabulary_in_a_few_steps(tmp_path):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=vocab, depth=2, seq_len=2 * ICL_PROBE_LEN, tie_embeddings=True))
     assert model.lm_head.weight is model.embed_tokens.weight
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(100):
-        half = torch.randint(256, vocab, (16, ICL_PROBE_LEN))
-        x = torch.cat([half, half], dim=1)
-        loss = model(x[:, :-1], targets=x[:, 1:])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _train_on_halves_shown_twice(model, vocab, steps=100, rows=16)
     gain = in_context_gain(model, vocab)
     assert gain > 2.0, gain
     save_checkpoint(str(tmp_path), 1, model, None, {}, {}, tokenizer_sha256="a" * 64)
