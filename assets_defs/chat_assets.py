@@ -33,7 +33,8 @@ class SFTConfig(TrainingJob):
     """The SFT mixture and run. Defaults: a CPU run of ~1 minute on the sample's toy base model."""
 
     identity: int = Field(default=150, ge=0)
-    arithmetic: int = Field(default=150, ge=0)
+    sums: int = Field(default=75, ge=0, description="Two-digit sums worked digit by digit.")
+    arithmetic: int = Field(default=75, ge=0, description="Products of 3-4 digit numbers through the python tool.")
     letter_counting: int = Field(default=200, ge=0)
     unknown: int = Field(default=150, ge=0)
     search: int = Field(default=150, ge=0)
@@ -61,7 +62,8 @@ class SFTConfig(TrainingJob):
         return imports
 
     def counts(self) -> dict[str, int]:
-        return {"identity": self.identity, "arithmetic": self.arithmetic, "letter_counting": self.letter_counting,
+        return {"identity": self.identity, "sums": self.sums, "arithmetic": self.arithmetic,
+                "letter_counting": self.letter_counting,
                 "unknown": self.unknown, "search": self.search, "multi_turn": self.multi_turn}
 
     def command(self, data_root: str) -> list[str]:

@@ -8,8 +8,8 @@ With torchrun each process samples and scores its --prompts of the step's --prom
 problem's replies drawn from its own seed, so the split changes nothing) and the gradients are summed, so N
 processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
-Each step draws --prompts problems (arithmetic and letter counting from training/sft_data.py's generators, a fresh
-draw a step from --seed and the step), samples --samples replies to each with the tools live, scores each 1 or 0
+Each step draws --prompts problems (arithmetic, sums and letter counting from training/sft_data.py's generators, a
+fresh draw a step from --seed and the step), samples --samples replies to each with the tools live, scores each 1 or 0
 (training/evals.reward), and takes one policy-gradient step: each sampled token's log-probability weighted by its
 reply's reward minus the mean reward of the replies to the same problem (GRPO's group baseline; on-policy, so no
 ratio clipping and no KL term, as in nanochat). Tokens a tool pasted in carry no gradient; problems whose replies
@@ -40,10 +40,11 @@ from training.evals import chat_accuracy, mean, pass_at_k, reply_rewards
 from training.distributed import Distributed
 from training.finetune import load_start, resume, show
 from training.reporting import Reporter
-from training.sft_data import HELD_OUT, TRAIN, arithmetic, letter_counting
+from training.sft_data import HELD_OUT, TRAIN, arithmetic, letter_counting, sums
 from training.tools import available_tools
 
-TASKS = {"arithmetic": arithmetic, "letter_counting": letter_counting}
+TASKS = {"arithmetic": arithmetic, "letter_counting": letter_counting,
+         "sums": lambda rng, n, python, split=TRAIN: sums(rng, n, split)}
 REPORTED = ("reward", "accuracy", "start_accuracy", "pass_at_k", "samples", "history", "base_checkpoint")
 
 

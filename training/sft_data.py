@@ -6,8 +6,8 @@ results in the conversations are real: the python tool's output comes from runni
 search tool's from the project's own index, so the model learns to trust what the tools actually return.
 
 - identity: who the assistant is and who built it (the seeds: without this it would claim to be ChatGPT).
-- arithmetic: small sums worked step by step in text (the seeds: spread the computation over tokens), products
-  through the python tool (mental arithmetic over many digits is where models fail).
+- sums: two-digit sums worked step by step in text (the seeds: spread the computation over tokens).
+- arithmetic: products through the python tool (mental arithmetic over many digits is where models fail).
 - letter counting: through the python tool (the seeds: models see tokens, not letters).
 - unknown: questions about invented people and places answered "I don't know" (the seeds' hallucination fix).
 - search: questions about the crawl answered from a search call's results (the seeds' "working memory").
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import zlib
 from collections.abc import Callable, Iterable
 
@@ -60,12 +61,15 @@ UNKNOWN_TEMPLATES = (
 )
 IDK = "I don't know"
 FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrased apart, as identity's
-    TRAIN: {"letter": ("And the letter {letter}?", "And how many {letter}'s?", "Same word, letter {letter}?"),
-            "add": ("Now add {extra} to that.", "And that plus {extra}?")},
+    TRAIN: {"letter": ("And the letter {letter}?", "And how many {letter}'s?", "Same word, letter {letter}?",
+                       "Now count the {letter}'s.", "How about {letter}?", 'And "{letter}"?', 'Now "{letter}".'),
+            "add": ("Now add {extra} to that.", "And that plus {extra}?", "Plus {extra}?", "Increase it by {extra}.",
+                    "What do you get if you add {extra}?")},
     HELD_OUT: {"letter": ('What about "{letter}"?',), "add": ("Add {extra} to the result.",)},
 }
 
 Tool = Callable[[str], str]
+LOWER_WORD = re.compile(r"\b[a-z]{4,14}\b")
 
 
 def split_of(key: str) -> str:
@@ -80,39 +84,57 @@ def identity(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
                   split) for _ in range(n)]
 
 
-def arithmetic(rng: random.Random, n: int, python: Tool, split: str = TRAIN) -> list[dict]:
+def sums(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
+    """Two-digit sums worked digit by digit in text (the seeds: spread the computation over tokens)."""
     items = []
-    for i in range(n):
-        if i % 2 == 0:  # a two-digit sum, digit by digit
-            a, b = _draw(rng, split, lambda: (rng.randint(10, 99), rng.randint(10, 99)))
-            ones = a % 10 + b % 10
-            carry = ones // 10
-            steps = (f"Ones: {a % 10} + {b % 10} = {ones}" + (f", write {ones % 10} and carry 1. " if carry else ". ")
-                     + f"Tens: {a // 10} + {b // 10}" + (" + 1" if carry else "") + f" = {a // 10 + b // 10 + carry}. ")
-            total = a + b
-            items.append(_item("arithmetic", [_user(f"What is {a} + {b}?"),
-                                              _assistant(f"{steps}So {a} + {b} = {total}.")], str(total), split))
-        else:  # a product of bigger numbers, through the tool
-            a, b = _draw(rng, split, lambda: (rng.randint(100, 9999), rng.randint(100, 999)))
-            code = f"{a} * {b}"
-            result = python(code)
-            items.append(_item("arithmetic", [_user(f"What is {a} times {b}?"), _tool_reply(
-                "python", code, result, f"{a} × {b} = {result}.")], result, split))
+    for _ in range(n):
+        a, b = _draw(rng, split, lambda: (rng.randint(10, 99), rng.randint(10, 99)))
+        ones = a % 10 + b % 10
+        carry = ones // 10
+        steps = (f"Ones: {a % 10} + {b % 10} = {ones}" + (f", write {ones % 10} and carry 1. " if carry else ". ")
+                 + f"Tens: {a // 10} + {b // 10}" + (" + 1" if carry else "") + f" = {a // 10 + b // 10 + carry}. ")
+        total = a + b
+        items.append(_item("sums", [_user(f"What is {a} + {b}?"), _assistant(f"{steps}So {a} + {b} = {total}.")],
+                           str(total), split))
     return items
 
 
-def letter_counting(rng: random.Random, n: int, python: Tool, split: str = TRAIN) -> list[dict]:
-    words = [w for w in WORDS if split_of(w) == split]
+def arithmetic(rng: random.Random, n: int, python: Tool, split: str = TRAIN) -> list[dict]:
+    """Products of 3-4 digit numbers through the python tool (mental arithmetic over many digits is where models
+    fail): the call copies the operands from the question, the answer the result from the tool's output."""
+    items = []
+    for _ in range(n):
+        a, b = _draw(rng, split, lambda: (rng.randint(100, 9999), rng.randint(100, 999)))
+        code = f"{a} * {b}"
+        result = python(code)
+        items.append(_item("arithmetic", [_user(f"What is {a} times {b}?"), _tool_reply(
+            "python", code, result, f"{a} × {b} = {result}.")], result, split))
+    return items
+
+
+def letter_counting(rng: random.Random, n: int, python: Tool, split: str = TRAIN,
+                    words: Iterable[str] = WORDS) -> list[dict]:
+    """How many times a letter is in a word, through the python tool. The call writes the word as the question
+    does, quoted or after a space (`" puppy".count("p")`, the same count): its tokens are then the question's, and
+    the model copies them (induction) rather than respelling " puppy" as "puppy", which a small model gets wrong."""
+    words = [w for w in words if split_of(w) == split]
     items = []
     for _ in range(n):
         word = rng.choice(words)
         letter = _letter(rng, word)
-        question = rng.choice((f'How many "{letter}" are in the word "{word}"?',
-                               f"How many times does the letter {letter} appear in {word}?",
-                               f"Count the {letter}'s in {word}."))
-        items.append(_item("letter_counting", [_user(question), _count_reply(word, letter, python)],
+        quoted = rng.random() < 1 / 3
+        question = (f'How many "{letter}" are in the word "{word}"?' if quoted else rng.choice(
+            (f"How many times does the letter {letter} appear in {word}?", f"Count the {letter}'s in {word}.")))
+        items.append(_item("letter_counting", [_user(question), _count_reply(word, quoted, letter, python)],
                            str(word.count(letter)), split))
     return items
+
+
+def crawl_words(passages: Iterable[dict], limit: int = 5000) -> list[str]:
+    """WORDS and up to `limit` more lowercase words of 4-14 letters from the passages' text, sorted (the same list
+    for the same passages): letter counting about the crawl's own vocabulary, not a hundred words learned by heart."""
+    found = {w for p in passages for w in LOWER_WORD.findall(p["text"])}
+    return sorted(set(WORDS) | set(sorted(found - set(WORDS), key=lambda w: (zlib.crc32(w.encode()), w))[:limit]))
 
 
 def unknown(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
@@ -127,7 +149,7 @@ def unknown(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
 
 
 def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, split: str = TRAIN) -> list[dict]:
-    """Questions whose answer is in a passage of the corpus: the assistant searches for the passage's rarest words
+    """Questions whose answer is in a passage of the corpus: the assistant searches for the passage's longest words
     and answers with the first sentence of what came back. `passages`: dicts with "url" and "text"."""
     items = []
     mine = [p for p in passages if split_of(p["text"]) == split]
@@ -143,9 +165,11 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, 
         found = _first_sentence(result)
         if not found:
             continue
-        answer = f"The documentation says: {found}"
+        # the call writes the words as the question does, after a space, and the quote starts a line as in the
+        # result: the tokens to copy are the same tokens (see letter_counting)
+        answer = f"The documentation says:\n{found}"
         items.append(_item("search", [_user(f"What do the docs say about {query}?"),
-                                      _tool_reply("search", query, result, answer)], found, split))
+                                      _tool_reply("search", f" {query}", result, answer)], found, split))
     return items
 
 
@@ -154,8 +178,7 @@ def multi_turn(rng: random.Random, n: int, pool: list[dict], python: Tool, split
     first in context ("And the letter e?", "Now add 17 to that."; the tool call copies the word or the earlier
     result), half two of the pool's conversations in a row (a change of topic)."""
     pool = [it for it in pool if it["split"] == split and len(it["messages"]) == 2]
-    followable = [it for it in pool if it["source"] in ("letter_counting", "arithmetic")
-                  and isinstance(it["messages"][1]["content"], list)]
+    followable = [it for it in pool if it["source"] in ("letter_counting", "arithmetic")]
     items = []
     for i in range(n):
         if i % 2 == 0 and followable:
@@ -172,10 +195,12 @@ def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool |
     share of them (at least one where a source has two or more) drawn from the held-out side of split_of;
     "multi_turn" builds on the others' items of the same side."""
     rng = random.Random(seed)
+    words = crawl_words(passages or [])
     makers = {
         "identity": lambda k, split: identity(rng, k, split),
+        "sums": lambda k, split: sums(rng, k, split),
         "arithmetic": lambda k, split: arithmetic(rng, k, python, split),
-        "letter_counting": lambda k, split: letter_counting(rng, k, python, split),
+        "letter_counting": lambda k, split: letter_counting(rng, k, python, split, words),
         "unknown": lambda k, split: unknown(rng, k, split),
         "search": lambda k, split: search(rng, k, passages or [], search_tool, split) if search_tool else [],
     }
@@ -218,21 +243,24 @@ def _letter(rng: random.Random, word: str) -> str:
     return rng.choice(word) if rng.random() < 0.85 else rng.choice("xqzjv")
 
 
-def _count_reply(word: str, letter: str, python: Tool) -> dict:
-    code = f'"{word}".count("{letter}")'
+def _count_reply(word: str, quoted: bool, letter: str, python: Tool) -> dict:
+    """The tool call and answer for `word` as the question wrote it: `"word"`, or after a space (letter_counting)."""
+    written = f'"{word}"' if quoted else f'" {word}"'
+    code = f'{written}.count("{letter}")'
     result = python(code)
     return _tool_reply("python", code, result, f'There {"is" if result == "1" else "are"} {result} "{letter}" in '
-                                               f'"{word}".')
+                                               f'{written if quoted else word}.')
 
 
 def _follow_up(rng: random.Random, first: dict, python: Tool) -> dict:
     """`first` (a tool-using conversation) and a question about it that names only what it changes."""
     call = first["messages"][1]["content"][0]["text"]
     if first["source"] == "letter_counting":
-        word = call.split('"')[1]
+        written = call.split('"')[1]
+        word = written.strip()
         letter = _letter(rng, word)
         second = [_user(rng.choice(FOLLOW_UPS[first["split"]]["letter"]).format(letter=letter)),
-                  _count_reply(word, letter, python)]
+                  _count_reply(word, written == word, letter, python)]
         answer = str(word.count(letter))
     else:
         earlier, extra = first["answer"], rng.randint(2, 99)

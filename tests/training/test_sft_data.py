@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import pytest
@@ -19,7 +20,7 @@ DOCS = [("d1", "https://example.org/apt", "APT resolves package dependencies aut
          "running kernel without a reboot.")]
 DOCS += [(f"w{i}", f"https://example.org/{a}", f"The {a} service keeps {b} records. It rotates {c} logs weekly.")
          for i, (a, b, c) in enumerate(zip(*[iter(sft_data.WORDS[:90])] * 3))]  # enough passages for both splits
-COUNTS = {"identity": 3, "arithmetic": 6, "letter_counting": 6, "unknown": 4, "search": 2, "multi_turn": 3}
+COUNTS = {"identity": 3, "sums": 4, "arithmetic": 6, "letter_counting": 6, "unknown": 4, "search": 2, "multi_turn": 3}
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +47,12 @@ def test_tool_results_are_real_and_answers_true(items):
     for it in (it for it in items if it["source"] != "multi_turn"):
         question, reply = it["messages"][0]["content"], it["messages"][1]["content"]
         if it["source"] == "letter_counting":
-            word, letter = re.search(r'"(\w+)"\.count\("(\w)"\)', reply[0]["text"]).groups()
-            assert word in question and letter in question
+            written, letter = re.search(r'^(" ?\w+")\.count\("(\w)"\)$', reply[0]["text"]).groups()
+            word = written.strip('" ')
+            # the call copies the word as the question wrote it, so its tokens are the question's
+            assert (written if written == f'"{word}"' else f" {word}") in question and letter in question
             assert reply[1]["text"] == it["answer"] == str(word.count(letter))
-        elif it["source"] == "arithmetic":
+        elif it["source"] in ("sums", "arithmetic"):
             a, op, b = re.search(r"(\d+) (\+|times) (\d+)", question).groups()
             expected = int(a) + int(b) if op == "+" else int(a) * int(b)
             assert it["answer"] == str(expected)
@@ -59,6 +62,7 @@ def test_tool_results_are_real_and_answers_true(items):
             assert reply.startswith("I don't know")
         elif it["source"] == "search":
             assert reply[0]["type"] == "search" and reply[1]["text"].startswith("[1] https://example.org/")
+            assert reply[0]["text"].startswith(" ") and reply[0]["text"] in question  # the question's own tokens
             assert it["answer"] in reply[1]["text"] and it["answer"] in reply[2]["text"]
         else:
             assert "crawl2chat" in reply
@@ -82,7 +86,7 @@ def test_shared_questions_are_found_in_any_turn_whatever_the_case():
 
 @pytest.mark.parametrize("counts", [
     {"arithmetic": 40, "unknown": 60}, {"identity": 20}, {"letter_counting": 200}, {"unknown": 20, "multi_turn": 40},
-    {"arithmetic": 30, "letter_counting": 30, "multi_turn": 60}], ids=str)
+    {"sums": 30, "arithmetic": 30, "letter_counting": 30, "multi_turn": 60}], ids=str)
 def test_held_out_items_ask_no_question_trained_on(counts):
     items = sft_data.mixture(0, counts, python_tool)
     train = [it for it in items if it["split"] == sft_data.TRAIN]
@@ -93,9 +97,21 @@ def test_held_out_items_ask_no_question_trained_on(counts):
 
 def test_held_out_letter_counting_asks_about_words_never_trained_on():
     items = sft_data.mixture(3, {"letter_counting": 300}, python_tool)
-    words = {split: {re.search(r'"(\w+)"\.count', it["messages"][1]["content"][0]["text"]).group(1)
+    words = {split: {re.search(r'" ?(\w+)"\.count', it["messages"][1]["content"][0]["text"]).group(1)
                      for it in items if it["split"] == split} for split in (sft_data.TRAIN, sft_data.HELD_OUT)}
     assert len(words[sft_data.HELD_OUT]) >= 5 and not words[sft_data.TRAIN] & words[sft_data.HELD_OUT]
+
+
+def test_letter_counting_asks_about_the_crawls_words_too():
+    passages = [{"url": "u", "text": "A zebrafish can swim; the Knapsack holds 12 widgets and qwertyuiopasdfghjkl."}]
+    words = sft_data.crawl_words(passages)
+    assert {"zebrafish", "swim", "holds", "widgets"} <= set(words) and set(sft_data.WORDS) <= set(words)
+    assert "Knapsack" not in words and "knapsack" not in words and "qwertyuiopasdfghjkl" not in words  # 4-14 letters
+    assert words == sorted(words) == sft_data.crawl_words(list(passages))
+    assert len(sft_data.crawl_words(passages, limit=1)) == len(sft_data.WORDS) + 1
+    items = sft_data.letter_counting(random.Random(0), 200, python_tool, words=["zebrafish", "holds"])
+    assert {re.search(r'" ?(\w+)"', it["messages"][1]["content"][0]["text"]).group(1) for it in items} <= {
+        "zebrafish", "holds"}
 
 
 def test_a_multi_turn_conversation_is_two_others_in_a_row_or_a_follow_up_that_needs_the_first_turn():
