@@ -29,14 +29,14 @@ import torch
 from pipeline.storage import Store
 from training.chat import render
 from training.checkpoint import checkpoint_root, save_checkpoint
-from training.evals import chat_accuracy
+from training.evals import chat_accuracy, in_context_gain
 from training.distributed import Distributed
 from training.finetune import load_start, resume, show
 from training.reporting import Reporter
 from training.sft_data import HELD_OUT, TRAIN, load_conversations
 from training.tools import available_tools
 
-REPORTED = ("train_loss", "val_loss", "accuracy", "samples", "history", "base_checkpoint", "conversations")
+REPORTED = ("train_loss", "val_loss", "icl_gain", "accuracy", "samples", "history", "base_checkpoint", "conversations")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,10 +168,12 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
                 result = chat_accuracy(model, tokenizer, eval_items, tools) if eval_items else {
                     "accuracy": {}, "examples": []}
                 last_eval = {"val_loss": masked_loss(model, val_rendered, args.batch_size, device) if val_rendered
-                             else None, "accuracy": result["accuracy"],
+                             else None, "icl_gain": in_context_gain(model, model.config.vocab_size),
+                             "accuracy": result["accuracy"],
                              "samples": [show(q, parts) for q, parts in result["examples"][:4]]}
                 entry.update(val_loss=last_eval["val_loss"])
                 reporter.log(f"step {done}/{args.max_steps} | loss {train_loss:.4f} | val {last_eval['val_loss']} | "
+                             f"icl_gain {last_eval['icl_gain']:.2f} | "
                              f"accuracy {last_eval['accuracy']} | {time.perf_counter() - started:.0f} s")
             if dd.master and checkpoint_now:
                 meta = {"stage": "sft", "base_checkpoint": base_ref, "world_size": dd.world_size,

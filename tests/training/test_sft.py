@@ -41,6 +41,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data, capsy
         assert torch.equal(weight, resumed["model"].state_dict()[name]), name
     config = straight["config"]
     assert config["base_checkpoint"].endswith("checkpoints/base/step-000200") and config["stage"] == "sft"
+    assert isinstance(config["icl_gain"], float)  # whether fine-tuning kept the base model's copying
     assert [h["step"] for h in config["history"]] == list(range(1, 11)) == [h["step"] for h in resumed["config"]["history"]]
 
 
