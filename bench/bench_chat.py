@@ -1,0 +1,65 @@
+"""Issue 11's goal table for a chat checkpoint: held-out accuracy per source, greedy, tools in the loop.
+
+    .venv/bin/python -m bench.bench_chat --data data-small/data [--checkpoint ROOT] [--items 50] [--examples 2]
+
+The items are sft_conversations' held-out ones (other numbers, words, names and passages than any training item,
+follow-ups phrased apart), the first --items of each source; the score is training/evals.reward, the one SFT and
+RL report. Unlike SFT's own evaluation (20 items a source, to stay quick), this reads enough items for the goals'
+thresholds to mean something: at 50 items a figure's standard error is at most 7 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from pipeline.storage import Store
+from training.checkpoint import checkpoint_root
+from training.evals import chat_accuracy
+from training.finetune import load_start, show
+from training.sft import scorable
+from training.sft_data import HELD_OUT, load_conversations
+from training.tools import available_tools
+
+GOALS = {  # source: (the issue's measure, goal)
+    "arithmetic": ("arithmetic through the python tool (3-4 digit operands)", 0.9),
+    "letter_counting": ("letter counting through the python tool", 0.9),
+    "search": ("questions answered from a search of the crawl", 0.6),
+    "multi_turn": ("second turn of a two-turn chat", 0.8),
+    "unknown": ('"I don\'t know" on invented names', 0.9),
+    "probed_unknown": ('"I don\'t know" on probed unknowns', 0.9),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="storage root with tokenizer/, sft_conversations/, search_index/")
+    p.add_argument("--checkpoint", default=None, help="checkpoint root, latest step (default: {data}/checkpoints/sft)")
+    p.add_argument("--items", type=int, default=50, help="held-out items a source")
+    p.add_argument("--examples", type=int, default=0, help="replies to print a source")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    store = Store(args.data)
+    root = args.checkpoint or checkpoint_root(args.data, "sft")
+    tokenizer, _, start, ref = load_start(store, root, torch.device("cpu"), "bench_chat")
+    items = scorable([it for it in load_conversations(store) if it["split"] == HELD_OUT], args.items)
+    result = chat_accuracy(start["model"], tokenizer, items, available_tools(store), args.max_new_tokens)
+    counts = {s: sum(it["source"] == s for it in items) for s in result["accuracy"]}
+    print(f"{ref}: held-out accuracy, greedy, {args.items} items a source at most\n")
+    print("| source | measure | items | accuracy | goal |\n|---|---|---:|---:|---:|")
+    for source, accuracy in result["accuracy"].items():
+        measure, goal = GOALS.get(source, ("", None))
+        mark = "" if goal is None else f">= {goal:.0%}" + (" met" if accuracy >= goal else "")
+        print(f"| {source} | {measure} | {counts[source]} | {accuracy:.0%} | {mark} |")
+    shown: dict[str, int] = {}
+    for item, (question, parts) in zip(items, result["examples"]):
+        if shown.get(item["source"], 0) < args.examples:
+            shown[item["source"]] = shown.get(item["source"], 0) + 1
+            print(f"\n[{item['source']}] expected {item['answer'][:80]!r}\n{show(question, parts)[:600]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
