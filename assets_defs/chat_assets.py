@@ -50,6 +50,8 @@ class SFTConfig(TrainingJob):
     batch_size: int = Field(default=8, ge=1)
     lr: float = Field(default=1e-3, gt=0)
     seq_len: int = Field(default=384, ge=16)
+    text_rows: int = Field(default=0, ge=0, description="Rows of pretraining text a step, each quoting a stretch of "
+                           "itself, trained alongside the conversations to keep the base model's copying.")
     eval_every: int = Field(default=150, ge=1)
     checkpoint_every: int = Field(default=150, ge=1)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
@@ -69,8 +71,8 @@ class SFTConfig(TrainingJob):
     def command(self, data_root: str) -> list[str]:
         return self.script("training.sft", data_root, {
             "max-steps": self.max_steps, "batch-size": self.batch_size, "lr": self.lr, "seq-len": self.seq_len,
-            "eval-every": self.eval_every, "checkpoint-every": self.checkpoint_every, "seed": self.seed,
-            "device": self.device})
+            "text-rows": self.text_rows, "eval-every": self.eval_every, "checkpoint-every": self.checkpoint_every,
+            "seed": self.seed, "device": self.device})
 
 
 @dg.asset(deps=["clean_documents"], group_name="chat", kinds={"polars"},

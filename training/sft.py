@@ -9,8 +9,11 @@ mean over the whole batch's assistant tokens, so N processes take the steps one 
 first process evaluates and writes the checkpoints.
 
 The conversations are sft_conversations' (training/sft_data.py; {data}/sft_conversations/all/all/), trained on
-those of the train split; the held_out ones ask about other numbers, words and names, in other phrasings. Each evaluation reports the held-out loss on assistant tokens and, per source, the share of held-out
-questions whose greedy reply, tools in the loop, contains the verifiable answer. Checkpoints go to
+those of the train split; the held_out ones ask about other numbers, words and names, in other phrasings. Each
+evaluation reports the held-out loss on assistant tokens, per source the share of held-out questions whose greedy
+reply, tools in the loop, contains the verifiable answer, and icl_gain (training/evals.py): fine-tuning on a few
+thousand conversations at a high lr wipes out the base model's copying, which every tool call needs. --text-rows
+keeps it: each step also trains on rows of pretraining text, each quoting a stretch of itself. Checkpoints go to
 {data}/checkpoints/sft like the base model's (training/checkpoint.py) and name the base checkpoint they started
 from; a rerun with the same --out resumes from the latest one. Reports go to Dagster through Pipes when it launched
 the script (training/reporting.py).
@@ -29,6 +32,7 @@ import torch
 from pipeline.storage import Store
 from training.chat import render
 from training.checkpoint import checkpoint_root, save_checkpoint
+from training.data import TokenStream
 from training.evals import chat_accuracy, in_context_gain
 from training.distributed import Distributed
 from training.finetune import load_start, resume, show
@@ -51,14 +55,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-items", type=int, default=20, help="held-out questions a source answered at each evaluation")
     p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--text-rows", type=int, default=0, help="rows of pretraining text a step, each quoting a stretch "
+                   "of itself (pretraining's --repeat-frac 1.0), trained alongside: keeps the base model's copying")
+    p.add_argument("--text-seq-len", type=int, default=256, help="tokens a text row")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = p.parse_args(argv)
-    for name in ("seq_len", "batch_size", "max_steps", "eval_every", "checkpoint_every"):
+    for name in ("seq_len", "batch_size", "max_steps", "eval_every", "checkpoint_every", "text_seq_len"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.lr <= 0:
         p.error(f"--lr must be > 0, got {args.lr}")
+    if args.text_rows < 0:
+        p.error(f"--text-rows must be >= 0, got {args.text_rows}")
     args.base = args.base or checkpoint_root(args.data, "base")
     args.out = args.out or checkpoint_root(args.data, "sft")
     return args
@@ -134,12 +143,15 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
     val_rendered = [r for r, _ in rendered["val"]]
     eval_items = scorable([it for _, it in rendered["val"]], args.eval_items)
     rows = args.batch_size * dd.world_size  # the global batch; this process trains on its slice of it
+    text = TokenStream(store, None, "train", args.text_seq_len, args.text_rows, dd.rank, dd.world_size, args.seed,
+                       repeat_frac=1.0) if args.text_rows else None
     mine = slice(dd.rank * args.batch_size, (dd.rank + 1) * args.batch_size)
 
     with Reporter(dd.master) as reporter:
         reporter.log(f"sft from {base_ref}: {len(rendered['train'])} train / {len(rendered['val'])} val "
                      f"conversations ({skipped} longer than {args.seq_len} tokens skipped), {model.num_params():,} "
-                     f"parameters, {dd.world_size} process(es) on {device.type}, {rows} conversations a step")
+                     f"parameters, {dd.world_size} process(es) on {device.type}, {rows} conversations a step"
+                     + (f" and {text.rows} quoting text rows" if text else ""))
         if step >= args.max_steps:
             reporter.log(f"{args.out} already reaches --max-steps {args.max_steps}; nothing to do")
             return 0
@@ -153,13 +165,16 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             lr = args.lr * (1 - step / args.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = model(x, targets=y, reduction="sum") / targets  # summed over the processes: the batch's mean
+            loss = chat_loss = model(x, targets=y, reduction="sum") / targets  # summed over the processes: the mean
+            if text is not None:  # plus the text rows' mean loss, each process's share of it
+                tx, ty = text.get(step % text.batches_per_epoch, step // text.batches_per_epoch)
+                loss = chat_loss + model(tx.to(device), targets=ty.to(device)) / dd.world_size
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             dd.sum_gradients(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            done, (train_loss,) = step + 1, dd.sum_floats(loss.item())
+            done, (train_loss,) = step + 1, dd.sum_floats(chat_loss.item())
             entry = {"step": done, "train_loss": train_loss}
             history.append(entry)
             last = done == args.max_steps

@@ -24,14 +24,15 @@ def test_batch_pads_and_hides_everything_but_the_assistant_tokens():
 @pytest.fixture
 def data(sample_run, tmp_path):
     root = tmp_path / "data"
-    for name in ("tokenizer", "sft_conversations", "search_index", "checkpoints/base"):
+    for name in ("tokenizer", "token_shards", "sft_conversations", "search_index", "checkpoints/base"):
         shutil.copytree(sample_run / "data" / name, root / name)
     return root
 
 
 @pytest.mark.slow
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data, capsys):
-    common = ["--data", str(data), "--batch-size", "4", "--checkpoint-every", "5", "--eval-every", "100"]
+    common = ["--data", str(data), "--batch-size", "4", "--checkpoint-every", "5", "--eval-every", "100",
+              "--text-rows", "2", "--text-seq-len", "64"]  # quoting text rows too, drawn by the step
     assert main([*common, "--max-steps", "10", "--out", str(data / "straight")]) == 0
     assert main([*common, "--max-steps", "10", "--out", str(data / "resumed")]) == 0  # writes 5 and 10
     shutil.rmtree(data / "resumed" / "step-000010")  # as if killed after the checkpoint at step 5
