@@ -8,17 +8,17 @@ With torchrun each process samples and scores its --prompts of the step's --prom
 problem's replies drawn from its own seed, so the split changes nothing) and the gradients are summed, so N
 processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
-Each step draws --prompts problems (arithmetic, sums and letter counting from training/sft_data.py's generators, a
-fresh draw a step from --seed and the step), samples --samples replies to each with the tools live, scores each 1 or 0
-(training/evals.reward), and takes one policy-gradient step: each sampled token's log-probability weighted by its
-reply's reward minus the mean reward of the replies to the same problem (GRPO's group baseline; on-policy, so no
-ratio clipping and no KL term, as in nanochat). Tokens a tool pasted in carry no gradient; problems whose replies
-all score alike teach nothing and drop out. A reply that writes a tool's output marker itself, forging a result,
-ends there and scores 0 whatever it said (training/chat.py); each step counts them (forged_tool_output). Each
-evaluation answers a fixed held-out draw greedily (pass@1) and with --pass-k sampled replies (pass@k: solved by
-any of them), scores each task, and records the mean greedy reply length. Checkpoints go to {data}/checkpoints/rl and
-name the SFT checkpoint they started from; a rerun resumes, and ends with the weights an uninterrupted run would
-have.
+Each step draws --prompts problems (arithmetic, sums, letter counting or search questions from
+training/sft_data.py's generators, a fresh draw a step from --seed and the step), samples --samples replies to each
+with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each sampled
+token's log-probability weighted by its reply's reward minus the mean reward of the replies to the same problem
+(GRPO's group baseline; on-policy, so no ratio clipping and no KL term, as in nanochat). Tokens a tool pasted in
+carry no gradient; problems whose replies all score alike teach nothing and drop out. A reply that writes a tool's
+output marker itself, forging a result, ends there and scores 0 whatever it said (training/chat.py); each step
+counts them (forged_tool_output). Each evaluation answers a fixed held-out draw greedily (pass@1) and with --pass-k
+sampled replies (pass@k: solved by any of them), scores each task, and records the mean greedy reply length.
+Checkpoints go to {data}/checkpoints/rl and name the SFT checkpoint they started from; a rerun resumes, and ends
+with the weights an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pipeline.storage import Store
+from pipeline.search import SearchIndex
+from pipeline.storage import PartitionMissing, Store
 from training.chat import ToolCalls, render_prompt
 from training.checkpoint import checkpoint_root, save_checkpoint
 from training.engine import Engine, Sampling
@@ -40,11 +41,26 @@ from training.evals import chat_accuracy, mean, pass_at_k, reply_rewards
 from training.distributed import Distributed
 from training.finetune import load_start, resume, show
 from training.reporting import Reporter
-from training.sft_data import HELD_OUT, TRAIN, arithmetic, letter_counting, sums
+from training.sft_data import HELD_OUT, TRAIN, arithmetic, crawl_words, letter_counting, search, sums
 from training.tools import available_tools
 
-TASKS = {"arithmetic": arithmetic, "letter_counting": letter_counting,
-         "sums": lambda rng, n, python, split=TRAIN: sums(rng, n, split)}
+
+@dataclass
+class TaskTools:
+    """What the task generators draw on: the tools, the crawl's passages (search questions) and its words (letter
+    counting), as sft_conversations drew on them."""
+
+    tools: dict
+    passages: list[dict]
+    words: list[str]
+
+
+TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data
+    "arithmetic": lambda rng, n, t, split: arithmetic(rng, n, t.tools["python"], split),
+    "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, t.tools["python"], split, t.words),
+    "sums": lambda rng, n, t, split: sums(rng, n, split),
+    "search": lambda rng, n, t, split: search(rng, n, t.passages, t.tools["search"], split),
+}
 REPORTED = ("reward", "accuracy", "start_accuracy", "pass_at_k", "samples", "history", "base_checkpoint")
 
 
@@ -53,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="storage root with tokenizer/ and checkpoints/")
     p.add_argument("--start", default=None, help="checkpoint root to start from (default: {data}/checkpoints/sft)")
     p.add_argument("--out", default=None, help="checkpoint root (default: {data}/checkpoints/rl)")
-    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
+    p.add_argument("--tasks", default="arithmetic,letter_counting", help=f"comma-separated, of {', '.join(TASKS)}")
     p.add_argument("--prompts", type=int, default=8, help="problems a step")
     p.add_argument("--samples", type=int, default=8, help="replies sampled a problem")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -85,10 +101,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def problems(rng: random.Random, tasks: list[str], n: int, python, split: str = TRAIN) -> list[dict]:
+def problems(rng: random.Random, tasks: list[str], n: int, tools: TaskTools, split: str = TRAIN) -> list[dict]:
     """n problems, the tasks in turn; each an item of sft_data (messages ending with the reference reply, answer)
     from `split`'s side: training draws from TRAIN, evaluation from HELD_OUT, so no evaluated problem is practised."""
-    return [TASKS[tasks[i % len(tasks)]](rng, 1, python, split)[0] for i in range(n)]
+    return [TASKS[tasks[i % len(tasks)]](rng, 1, tools, split)[0] for i in range(n)]
+
+
+def task_tools(store: Store, tasks: list[str]) -> TaskTools:
+    """The tools and, where the store has a search index, its passages and their words; SystemExit when a task
+    needs a search index and there is none."""
+    tools = available_tools(store)
+    try:
+        index = SearchIndex.load(store)
+        passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
+    except PartitionMissing:
+        if "search" in tasks:
+            raise SystemExit(f"rl: the search task needs a search_index under {store.uri()}") from None
+        passages = []
+    return TaskTools(tools, passages, crawl_words(passages))
 
 
 def generated_mask(reply: list[int], output_start: int, output_end: int, forged: bool = False) -> list[int]:
@@ -185,10 +215,11 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
     model = start["model"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     step, history = resume(args.out, model, optimizer, device, tokenizer_sha, "rl")
-    tools = available_tools(store)
+    task_env = task_tools(store, args.tasks)
+    tools = task_env.tools
     im_end = tokenizer.encode_special("<|im_end|>")
     eval_items = problems(random.Random(f"rl-eval-{args.seed}"), args.tasks, args.eval_items * len(args.tasks),
-                          tools["python"], HELD_OUT)
+                          task_env, HELD_OUT)
     mine = slice(dd.rank * args.prompts, (dd.rank + 1) * args.prompts)  # this process's problems of each step
 
     with Reporter(dd.master) as reporter:
@@ -204,7 +235,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
         last_eval, started = {}, time.perf_counter()
         for step in range(step, args.max_steps):
             rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
-            items = problems(rng, args.tasks, args.prompts * dd.world_size, tools["python"])
+            items = problems(rng, args.tasks, args.prompts * dd.world_size, task_env)
             seeds = [rng.randrange(2**31) for _ in items]
             sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 stop_tokens=(im_end,))

@@ -5,17 +5,40 @@ from __future__ import annotations
 
 import shutil
 
+import random
+
 import numpy as np
 import pytest
 import torch
 from conftest import run_module
+
+from pipeline.search import SearchIndex
+from pipeline.storage import Store
 
 from training.chat import parse_reply, render_prompt
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.engine import Engine, Sampling
 from training.evals import reward
 from training.model import GPT, GPTConfig
-from training.rl import advantages, generated_mask, main, policy_loss, rollout
+from training.rl import TASKS, advantages, generated_mask, main, policy_loss, problems, rollout, task_tools
+from training.sft_data import HELD_OUT, TRAIN, WORDS, split_of
+
+
+def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
+    store = Store(str(tmp_path))
+    with pytest.raises(SystemExit, match="the search task needs a search_index"):
+        task_tools(store, ["search"])
+    docs = [(f"d{i}", f"https://example.org/{a}", f"The {a} service keeps {b} records. It rotates {c} logs weekly.")
+            for i, (a, b, c) in enumerate(zip(*[iter(WORDS[:90])] * 3))]
+    SearchIndex.build(docs).save(store)
+    env = task_tools(store, list(TASKS))
+    assert "rotates" in env.words and len(env.passages) == len(docs)
+    for split in (TRAIN, HELD_OUT):
+        items = problems(random.Random(0), list(TASKS), 2 * len(TASKS), env, split)
+        assert [it["source"] for it in items] == list(TASKS) * 2 and {it["split"] for it in items} == {split}
+        for it in (it for it in items if it["source"] == "search"):
+            passage = next(p["text"] for p in env.passages if p["text"].startswith(it["answer"].rstrip("…")))
+            assert split_of(passage) == split  # asked about a passage of its own side
 
 
 def test_the_baseline_is_the_mean_reward_of_the_replies_to_the_same_problem():
