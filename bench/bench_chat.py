@@ -16,7 +16,7 @@ import torch
 
 from pipeline.storage import Store
 from training.checkpoint import checkpoint_root
-from training.evals import chat_accuracy
+from training.evals import REPLY_TOKENS, chat_accuracy
 from training.finetune import load_start, show
 from training.sft import scorable
 from training.sft_data import HELD_OUT, load_conversations
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="checkpoint root, latest step (default: {data}/checkpoints/sft)")
     p.add_argument("--items", type=int, default=50, help="held-out items a source")
     p.add_argument("--examples", type=int, default=0, help="replies to print a source")
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, default=REPLY_TOKENS, help="tool outputs included")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     store = Store(args.data)

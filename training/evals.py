@@ -80,8 +80,11 @@ def reply_rewards(tokenizer, items: list[dict], replies: list[list[int]], forged
             for row, (item, reply) in enumerate(zip(items, replies, strict=True))]
 
 
+REPLY_TOKENS = 192  # a reply's tokens, tool outputs included: a search pastes ~80, its answer quotes ~40 of them
+
+
 @torch.no_grad()
-def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_tokens: int = 96) -> dict:
+def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_tokens: int = REPLY_TOKENS) -> dict:
     """Greedy replies to each item's conversation (all but its last assistant turn), tools in the loop; returns
     {"accuracy": {source: fraction}, "reply_tokens": mean reply length, "examples": [(question, reply parts)]}."""
     from training.chat import parse_reply
@@ -94,7 +97,7 @@ def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_toke
 
 @torch.no_grad()
 def pass_at_k(model, tokenizer, items: list[dict], tools: dict, k: int, temperature: float,
-              max_new_tokens: int = 96, seed: int = 0) -> dict[str, float]:
+              max_new_tokens: int = REPLY_TOKENS, seed: int = 0) -> dict[str, float]:
     """{source: share of items that at least one of k sampled replies gets right}: what the model can do at all,
     next to greedy accuracy (what it does first). Each reply draws from its own seed, so the figure does not depend
     on how the rows are batched."""

@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=int, default=8, help="problems a step")
     p.add_argument("--samples", type=int, default=8, help="replies sampled a problem")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens a reply, tool outputs included (search: "
+                   "192)")
     p.add_argument("--max-steps", type=int, default=40)
     p.add_argument("--lr", type=float, default=3e-5, help="constant; AdamW (1e-4 unlearns the CPU toy)")
     p.add_argument("--eval-every", type=int, default=20)
