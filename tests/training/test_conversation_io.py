@@ -183,8 +183,8 @@ def test_the_sft_conversations_asset_adds_the_imports_and_records_what_it_skippe
     store = settings.store()
     SearchIndex.build(DOCS).save(store)
     shutil.copy(JSONL, tmp_path / "chats.jsonl")
-    sft = SFTConfig(identity=3, arithmetic=0, letter_counting=0, unknown=2, search=0, multi_turn=0, import_max=8,
-                    imports=[str(tmp_path / "chats.jsonl"), PARQUET, GSM8K])
+    sft = SFTConfig(identity=3, sums=0, arithmetic=0, letter_counting=0, unknown=2, search=0, multi_turn=0,
+                    import_max=8, imports=[str(tmp_path / "chats.jsonl"), PARQUET, GSM8K])
     result = dg.materialize([sft_conversations], instance=dagster_instance,
                             resources={"settings": settings, "sft": sft})
     assert result.success
