@@ -123,7 +123,7 @@ def knowledge_probe(context: dg.AssetExecutionContext, settings: PipelineConfig,
 def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.MaterializeResult:
     store = settings.store()
     index = SearchIndex.load(store)
-    passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
+    passages = index.passages.select("url", "text").to_dicts()
     items = sft_data.mixture(sft.seed, sft.counts(), python_tool, search_tool(index), passages)
     try:
         probed = kp.conversations(kp.load_probe(store))

@@ -111,15 +111,14 @@ def problems(rng: random.Random, tasks: list[str], n: int, tools: TaskTools, spl
 def task_tools(store: Store, tasks: list[str]) -> TaskTools:
     """The tools and, where the store has a search index, its passages and their words; SystemExit when a task
     needs a search index and there is none."""
-    tools = available_tools(store)
     try:
         index = SearchIndex.load(store)
-        passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
     except PartitionMissing:
         if "search" in tasks:
             raise SystemExit(f"rl: the search task needs a search_index under {store.uri()}") from None
-        passages = []
-    return TaskTools(tools, passages, crawl_words(passages))
+        return TaskTools(available_tools(store), [], crawl_words([]))
+    passages = index.passages.select("url", "text").to_dicts()
+    return TaskTools(available_tools(store, index), passages, crawl_words(passages))
 
 
 def generated_mask(reply: list[int], output_start: int, output_end: int, forged: bool = False) -> list[int]:

@@ -20,11 +20,11 @@ def search_tool(index: SearchIndex) -> Callable[[str], str]:
     return lambda query: format_results(index.search(query, k=SEARCH_K), max_chars=SEARCH_CHARS)
 
 
-def available_tools(store: Store) -> dict[str, Callable[[str], str]]:
-    """python always; search when the store holds a committed search_index."""
+def available_tools(store: Store, index: SearchIndex | None = None) -> dict[str, Callable[[str], str]]:
+    """python always; search over `index`, else over the store's committed search_index when it has one."""
     tools: dict[str, Callable[[str], str]] = {"python": python_tool}
     try:
-        tools["search"] = search_tool(SearchIndex.load(store))
+        tools["search"] = search_tool(index or SearchIndex.load(store))
     except PartitionMissing:
         pass
     return tools
