@@ -146,7 +146,7 @@ def checkpoint_metadata(report: dict) -> dict:
         "conversations": report.get("conversations"),
         "samples": dg.MetadataValue.md(samples),
     }
-    for key in ("accuracy", "start_accuracy", "pass_at_k"):
+    for key in ("accuracy", "start_accuracy", "pass_at_k", "sampled_pass_at_1"):
         if report.get(key):
             metadata[key] = dg.MetadataValue.json(report[key])
     history = report.get("history") or []
@@ -156,6 +156,8 @@ def checkpoint_metadata(report: dict) -> dict:
         metadata["pass_k"] = evaluated[-1]["pass_k"]
         metadata["pass_at_1_mean"] = evaluated[-1]["pass_at_1"]
         metadata["start_pass_at_1_mean"] = evaluated[0]["pass_at_1"]
+        metadata["sampled_pass_at_1_mean"] = evaluated[-1].get("sampled_pass_at_1_mean")
+        metadata["start_sampled_pass_at_1_mean"] = evaluated[0].get("sampled_pass_at_1_mean")
     for name, lines, ylabel in (("loss_curve", LOSS_LINES, "loss (nats/token)"), ("reward_curve", REWARD_LINES,
                                                                                   "reward"),
                                 ("accuracy_curve", ACCURACY_LINES, "held-out share solved")):
@@ -168,6 +170,7 @@ def checkpoint_metadata(report: dict) -> dict:
 LOSS_LINES = (("train_loss", "train", "-"), ("val_loss", "val", "o-"))
 REWARD_LINES = (("reward", "mean reward of the sampled replies", "-"),)
 ACCURACY_LINES = (("pass_at_1", "pass@1 (greedy), mean over tasks", "o-"),
+                  ("sampled_pass_at_1_mean", "pass@1 (sampled), mean over tasks", "o-"),
                   ("pass_at_k_mean", "pass@k (sampled), mean over tasks", "o-"))
 
 

