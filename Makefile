@@ -5,9 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup run small test ui bench sample clean
+.PHONY: setup run small test ui bench sample clean system-packages
 
-setup: $(STAMP)
+setup: $(STAMP) system-packages
+
+# The python tool runs model-written code inside bubblewrap (training/sandbox.py): Debian's package, installed
+# when missing (as root, with apt-get); CRAWL2CHAT_SANDBOX=python opts out to the in-Python layers alone.
+system-packages:
+	@command -v bwrap >/dev/null || [ "$$CRAWL2CHAT_SANDBOX" = python ] || { \
+	  echo "installing bubblewrap, the python tool's kernel boundary"; \
+	  apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; } || { \
+	  echo "bubblewrap is missing: apt-get install bubblewrap, or set CRAWL2CHAT_SANDBOX=python"; exit 1; }
 
 # torch goes in first, pinned: an unpinned torch pulled in by another package brings gigabytes of CUDA wheels.
 $(STAMP): pyproject.toml

@@ -15,7 +15,7 @@ from pipeline.storage import PartitionMissing
 from training import conversation_io, sft_data
 from training import knowledge_probe as kp
 from training.checkpoint import checkpoint_root
-from training.tools import SEARCH_K, python_tool, search_tool
+from training.tools import SEARCH_K, generator_python_tool, search_tool
 
 
 class ProbeConfig(dg.ConfigurableResource):
@@ -124,7 +124,7 @@ def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.Materializ
     store = settings.store()
     index = SearchIndex.load(store)
     passages = index.passages.select("url", "text").to_dicts()
-    items = sft_data.mixture(sft.seed, sft.counts(), python_tool, search_tool(index), passages)
+    items = sft_data.mixture(sft.seed, sft.counts(), generator_python_tool, search_tool(index), passages)
     try:
         probed = kp.conversations(kp.load_probe(store))
     except PartitionMissing:  # materialized on its own, before any probe: the generated sources alone

@@ -13,15 +13,21 @@ allow-listed modules, then locks itself down in layers, because any one layer ha
 - `__import__` checks the allow-list, so `import os` fails with a message naming the module.
 
 Audit hooks are not a security boundary against an attacker with a CPython memory-corruption bug (PEP 578
-says so); for hostile users run this inside a container or seccomp jail as well.
+says so), so the child runs inside a kernel boundary too: bubblewrap (Debian's `bubblewrap`), with new network,
+pid, ipc, uts and user namespaces (no network but a downed loopback; the child sees only its own processes, all
+killed with it), the system directories and Python's read-only, a tmpfs work directory and /tmp, every
+capability dropped and an empty environment. Where bubblewrap is missing or cannot run, run_python refuses with
+SandboxUnavailable saying why, unless CRAWL2CHAT_SANDBOX=python allows the in-Python layers alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +40,8 @@ ALLOWED_MODULES = frozenset({
     "re", "string", "datetime", "json", "heapq", "bisect", "operator",
 })
 
+ISOLATION_ENV = "CRAWL2CHAT_SANDBOX"
+ISOLATIONS = ("bubblewrap", "python")  # the kernel boundary and the in-Python layers inside it; the layers alone
 _RESULT_MARKER = "\x1esandbox-result:"  # precedes the child's JSON result, after anything the code wrote itself
 
 # Runs as `python -I -S -B -c _CHILD_SOURCE CONFIG_JSON` with the code on stdin. It is a string, not a module
@@ -197,14 +205,70 @@ class ToolResult:
     error: str | None  # the exception's class name, "timeout" or "crash"; None when ok
 
 
-def run_python(code: str, timeout_s: float = 5.0, memory_mb: int = 256, max_output_chars: int = 10_000) -> ToolResult:
-    """Run untrusted Python in a sandboxed child and return what it printed (plus a final expression's repr)."""
+class SandboxUnavailable(RuntimeError):
+    """The kernel boundary cannot be set up here; the message says why and what to do."""
+
+
+def isolation() -> str:
+    """CRAWL2CHAT_SANDBOX's value, "bubblewrap" when unset; ValueError naming the variable when it is neither."""
+    value = os.environ.get(ISOLATION_ENV, "bubblewrap")
+    if value not in ISOLATIONS:
+        raise ValueError(f"{ISOLATION_ENV}={value!r}: choose one of {', '.join(ISOLATIONS)}")
+    return value
+
+
+def bubblewrap_command(argv: list[str]) -> list[str]:
+    """`argv` (its program an absolute path under /usr or Python's prefix) run inside bubblewrap's namespaces.
+    SandboxUnavailable when bwrap is not installed or cannot make them here (e.g. user namespaces disabled)."""
+    return [*_bubblewrap_prefix(), *argv]
+
+
+@functools.cache
+def _bubblewrap_prefix() -> tuple[str, ...]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "the python tool runs model-written code inside bubblewrap, and bwrap is not installed (apt-get install "
+            f"bubblewrap); set {ISOLATION_ENV}=python to run it with the in-Python layers alone")
+    prefix = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
+              "--hostname", "sandbox", "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev",
+              "--tmpfs", "/tmp", "--tmpfs", "/work", "--chdir", "/work"]
+    for top in ("/bin", "/lib", "/lib32", "/lib64", "/sbin"):  # merged /usr: symlinks into it
+        if os.path.islink(top):
+            prefix += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            prefix += ["--ro-bind", top, top]
+    for directory in sorted({sys.base_prefix, sys.base_exec_prefix}):
+        if not directory.startswith("/usr/"):
+            prefix += ["--ro-bind", directory, directory]
+    prefix += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--remount-ro", "/"]  # root last: sealed
+    probe = subprocess.run([*prefix, _python(), "-I", "-S", "-c", "pass"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            f"bubblewrap cannot isolate the python tool here: {probe.stderr.strip() or probe.returncode}; set "
+            f"{ISOLATION_ENV}=python to run it with the in-Python layers alone")
+    return tuple(prefix)
+
+
+def _python() -> str:
+    """The base interpreter (not a virtualenv's link to it): the child runs -I -S, so it needs only the stdlib."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+def run_python(code: str, timeout_s: float = 5.0, memory_mb: int = 256, max_output_chars: int = 10_000,
+               isolated_by: str | None = None) -> ToolResult:
+    """Run untrusted Python in a sandboxed child and return what it printed (plus a final expression's repr).
+    `isolated_by`: "bubblewrap" or "python" (default: isolation()); SandboxUnavailable when bubblewrap is asked
+    for and cannot run."""
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
     if memory_mb <= 0:
         raise ValueError(f"memory_mb must be positive, got {memory_mb!r}")
     if max_output_chars <= 0:
         raise ValueError(f"max_output_chars must be positive, got {max_output_chars!r}")
+    isolated_by = isolated_by or isolation()
+    if isolated_by not in ISOLATIONS:
+        raise ValueError(f"isolated_by must be one of {', '.join(ISOLATIONS)}, got {isolated_by!r}")
     config = {
         "memory_bytes": memory_mb * 2**20,
         "cpu_seconds": math.ceil(timeout_s) + 1,
@@ -212,15 +276,15 @@ def run_python(code: str, timeout_s: float = 5.0, memory_mb: int = 256, max_outp
         "allowed": sorted(ALLOWED_MODULES),
         "marker": _RESULT_MARKER,
     }
+    argv = [_python(), "-I", "-S", "-B", "-c", _CHILD_SOURCE, json.dumps(config)]
+    if isolated_by == "bubblewrap":
+        argv = bubblewrap_command(argv)
     # JSON escapes a character to at most 6 ASCII bytes; anything beyond the tail holding the result is
     # junk the code wrote straight to the file descriptor, and keeping it would let it flood our memory.
     tail_bytes = 8 * max_output_chars + 2**16
-    with tempfile.TemporaryDirectory(prefix="sandbox-") as workdir:
-        child = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", "-c", _CHILD_SOURCE, json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=workdir, env={}, start_new_session=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="sandbox-") as workdir:  # bubblewrap's child works in its own tmpfs
+        child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 cwd=workdir, env={}, start_new_session=True)
         try:
             raw = _feed_and_collect(child, code, time.monotonic() + timeout_s, tail_bytes)
         finally:
@@ -228,7 +292,7 @@ def run_python(code: str, timeout_s: float = 5.0, memory_mb: int = 256, max_outp
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
             child.stdout.close()
-    if raw is None or child.returncode == -signal.SIGXCPU:
+    if raw is None or child.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         return ToolResult(output=f"TimeoutError: ran longer than {timeout_s:g} s", ok=False, error="timeout")
     return _parse_result(raw, child.returncode)
 

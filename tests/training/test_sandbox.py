@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import socket
+import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
+from training import sandbox
 from training.sandbox import ALLOWED_MODULES, ToolResult, run_python
 
 
@@ -205,3 +209,83 @@ resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_IN
 def test_bad_limits_are_refused_with_the_value():
     with pytest.raises(ValueError, match="timeout_s must be positive, got 0"):
         run_python("1", timeout_s=0)
+
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed (.ci/run installs it)")
+
+
+def _raw(code: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    """`code` in a plain python inside the kernel boundary alone, none of the in-Python layers: what bubblewrap
+    stops by itself."""
+    argv = sandbox.bubblewrap_command([sandbox._python(), "-I", "-S", "-c", code])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, start_new_session=True)
+
+
+@needs_bwrap
+def test_inside_bubblewrap_no_socket_reaches_the_hosts_loopback():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        server.settimeout(0.5)
+        done = _raw(f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+                    "    print('connected')\nexcept OSError as e:\n    print(type(e).__name__)")
+        assert done.stdout.strip() in ("ConnectionRefusedError", "OSError", "TimeoutError"), done
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing came through
+
+
+@needs_bwrap
+def test_inside_bubblewrap_only_the_work_dir_takes_writes(tmp_path):
+    outside = tmp_path / "escaped.txt"
+    done = _raw("import os\nopen('/work/ok.txt', 'w').write('fine')\nprint(os.listdir('/work'))\n"
+                f"for path in ({str(outside)!r}, '/usr/escaped.txt', '/etc/escaped.txt'):\n"
+                "    try:\n        open(path, 'w').write('x')\n        print('wrote', path)\n"
+                "    except OSError as e:\n        print(type(e).__name__)\n"
+                "print(sorted(k for k in os.environ if k not in ('PWD', 'LC_CTYPE')))")  # Python sets LC_CTYPE itself
+    lines = done.stdout.splitlines()
+    assert lines[0] == "['ok.txt']" and not any(line.startswith("wrote") for line in lines), done
+    assert not outside.exists() and not Path("/usr/escaped.txt").exists() and not Path("/etc/escaped.txt").exists()
+    assert lines[1:4] == ["FileNotFoundError", "OSError", "OSError"] and lines[4] == "[]", done  # env cleared
+
+
+@needs_bwrap
+def test_a_fork_bomb_inside_bubblewrap_dies_with_it():
+    marker = f"forkbomb-{time.time_ns()}"
+    code = f"import os, time\n# {marker}\nfor _ in range(6):\n    os.fork()\ntime.sleep(120)"
+    with pytest.raises(subprocess.TimeoutExpired):
+        _raw(code, timeout=3)  # subprocess.run kills bwrap; the pid namespace takes all 64 with it
+    time.sleep(0.5)
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and marker in _cmdline(p)]
+    assert left == []
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@needs_bwrap
+def test_the_python_tool_runs_inside_bubblewrap_by_default(monkeypatch):
+    monkeypatch.delenv(sandbox.ISOLATION_ENV, raising=False)
+    seen = []
+    real = sandbox.bubblewrap_command
+    monkeypatch.setattr(sandbox, "bubblewrap_command", lambda argv: seen.append(argv) or real(argv))
+    assert run_python("6 * 7").output == "42" and len(seen) == 1
+    assert run_python("6 * 7", isolated_by="python").output == "42" and len(seen) == 1
+
+
+def test_without_bubblewrap_the_tool_is_refused_unless_the_layers_alone_are_allowed(monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    sandbox._bubblewrap_prefix.cache_clear()
+    try:
+        monkeypatch.delenv(sandbox.ISOLATION_ENV, raising=False)
+        with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap.*CRAWL2CHAT_SANDBOX=python"):
+            run_python("1 + 1")
+        monkeypatch.setenv(sandbox.ISOLATION_ENV, "python")
+        assert run_python("1 + 1").output == "2"
+        monkeypatch.setenv(sandbox.ISOLATION_ENV, "docker")
+        with pytest.raises(ValueError, match="CRAWL2CHAT_SANDBOX='docker'"):
+            run_python("1 + 1")
+    finally:
+        sandbox._bubblewrap_prefix.cache_clear()

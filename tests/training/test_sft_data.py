@@ -12,7 +12,7 @@ from pipeline.search import SearchIndex
 from pipeline.storage import Store
 from training import sft_data
 from training.chat import validate
-from training.tools import python_tool, search_tool
+from training.tools import generator_python_tool, search_tool
 
 DOCS = [("d1", "https://example.org/apt", "APT resolves package dependencies automatically. It downloads packages "
          "from repositories listed in sources.list and installs them in order."),
@@ -27,7 +27,7 @@ COUNTS = {"identity": 3, "sums": 4, "arithmetic": 6, "letter_counting": 6, "unkn
 def items() -> list[dict]:
     index = SearchIndex.build(DOCS)
     passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
-    return sft_data.mixture(7, COUNTS, python_tool, search_tool(index), passages)
+    return sft_data.mixture(7, COUNTS, generator_python_tool, search_tool(index), passages)
 
 
 def test_the_mixture_has_what_was_asked_valid_and_reproducible(items):
@@ -40,7 +40,7 @@ def test_the_mixture_has_what_was_asked_valid_and_reproducible(items):
     assert [it["source"] for it in items] != [s for s, n in COUNTS.items() for _ in range(n)], "shuffled"
     index = SearchIndex.build(DOCS)
     passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
-    assert sft_data.mixture(7, COUNTS, python_tool, search_tool(index), passages) == items
+    assert sft_data.mixture(7, COUNTS, generator_python_tool, search_tool(index), passages) == items
 
 
 def test_tool_results_are_real_and_answers_true(items):
@@ -70,7 +70,7 @@ def test_tool_results_are_real_and_answers_true(items):
 
 def test_an_unknown_source_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown SFT sources \\['poems'\\]"):
-        sft_data.mixture(0, {"poems": 1}, python_tool)
+        sft_data.mixture(0, {"poems": 1}, generator_python_tool)
 
 
 def test_shared_questions_are_found_in_any_turn_whatever_the_case():
@@ -88,7 +88,7 @@ def test_shared_questions_are_found_in_any_turn_whatever_the_case():
     {"arithmetic": 40, "unknown": 60}, {"identity": 20}, {"letter_counting": 200}, {"unknown": 20, "multi_turn": 40},
     {"sums": 30, "arithmetic": 30, "letter_counting": 30, "multi_turn": 60}], ids=str)
 def test_held_out_items_ask_no_question_trained_on(counts):
-    items = sft_data.mixture(0, counts, python_tool)
+    items = sft_data.mixture(0, counts, generator_python_tool)
     train = [it for it in items if it["split"] == sft_data.TRAIN]
     held_out = [it for it in items if it["split"] == sft_data.HELD_OUT]
     assert len(held_out) == sum(round(k / 10) for k in counts.values())
@@ -96,7 +96,7 @@ def test_held_out_items_ask_no_question_trained_on(counts):
 
 
 def test_held_out_letter_counting_asks_about_words_never_trained_on():
-    items = sft_data.mixture(3, {"letter_counting": 300}, python_tool)
+    items = sft_data.mixture(3, {"letter_counting": 300}, generator_python_tool)
     words = {split: {re.search(r'" ?(\w+)"\.count', it["messages"][1]["content"][0]["text"]).group(1)
                      for it in items if it["split"] == split} for split in (sft_data.TRAIN, sft_data.HELD_OUT)}
     assert len(words[sft_data.HELD_OUT]) >= 5 and not words[sft_data.TRAIN] & words[sft_data.HELD_OUT]
@@ -109,14 +109,14 @@ def test_letter_counting_asks_about_the_crawls_words_too():
     assert "Knapsack" not in words and "knapsack" not in words and "qwertyuiopasdfghjkl" not in words  # 4-14 letters
     assert words == sorted(words) == sft_data.crawl_words(list(passages))
     assert len(sft_data.crawl_words(passages, limit=1)) == len(sft_data.WORDS) + 1
-    items = sft_data.letter_counting(random.Random(0), 200, python_tool, words=["zebrafish", "holds"])
+    items = sft_data.letter_counting(random.Random(0), 200, generator_python_tool, words=["zebrafish", "holds"])
     assert {re.search(r'" ?(\w+)"', it["messages"][1]["content"][0]["text"]).group(1) for it in items} <= {
         "zebrafish", "holds"}
 
 
 def test_a_multi_turn_conversation_is_two_others_in_a_row_or_a_follow_up_that_needs_the_first_turn():
     items = sft_data.mixture(1, {"identity": 10, "letter_counting": 20, "arithmetic": 20, "multi_turn": 40},
-                             python_tool)
+                             generator_python_tool)
     singles = {json.dumps(it["messages"]): it for it in items if it["source"] != "multi_turn"}
     follow_ups = 0
     for it in (it for it in items if it["source"] == "multi_turn"):
