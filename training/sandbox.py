@@ -217,6 +217,13 @@ def isolation() -> str:
     return value
 
 
+def ensure_available() -> None:
+    """SandboxUnavailable now, rather than at the model's first tool call, when bubblewrap is asked for and cannot
+    run here."""
+    if isolation() == "bubblewrap":
+        _bubblewrap_prefix()
+
+
 def bubblewrap_command(argv: list[str]) -> list[str]:
     """`argv` (its program an absolute path under /usr or Python's prefix) run inside bubblewrap's namespaces.
     SandboxUnavailable when bwrap is not installed or cannot make them here (e.g. user namespaces disabled)."""

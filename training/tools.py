@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pipeline.search import SearchIndex, format_results
 from pipeline.storage import PartitionMissing, Store
-from training.sandbox import run_python
+from training.sandbox import ensure_available, run_python
 
 SEARCH_K, SEARCH_CHARS = 2, 300  # one search pastes at most this much: short enough for a small model's context
 
@@ -28,7 +28,9 @@ def search_tool(index: SearchIndex) -> Callable[[str], str]:
 
 
 def available_tools(store: Store, index: SearchIndex | None = None) -> dict[str, Callable[[str], str]]:
-    """python always; search over `index`, else over the store's committed search_index when it has one."""
+    """python always; search over `index`, else over the store's committed search_index when it has one.
+    SandboxUnavailable when the python tool's sandbox cannot run here (training/sandbox.py)."""
+    ensure_available()
     tools: dict[str, Callable[[str], str]] = {"python": python_tool}
     try:
         tools["search"] = search_tool(index or SearchIndex.load(store))

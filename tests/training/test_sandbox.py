@@ -275,15 +275,20 @@ def test_the_python_tool_runs_inside_bubblewrap_by_default(monkeypatch):
     assert run_python("6 * 7", isolated_by="python").output == "42" and len(seen) == 1
 
 
-def test_without_bubblewrap_the_tool_is_refused_unless_the_layers_alone_are_allowed(monkeypatch):
+def test_without_bubblewrap_the_tool_is_refused_unless_the_layers_alone_are_allowed(monkeypatch, tmp_path):
+    from pipeline.storage import Store
+    from training.tools import available_tools
+
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     sandbox._bubblewrap_prefix.cache_clear()
     try:
         monkeypatch.delenv(sandbox.ISOLATION_ENV, raising=False)
         with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap.*CRAWL2CHAT_SANDBOX=python"):
             run_python("1 + 1")
+        with pytest.raises(sandbox.SandboxUnavailable):  # chat, evaluations and RL stop before the first reply
+            available_tools(Store(str(tmp_path)))
         monkeypatch.setenv(sandbox.ISOLATION_ENV, "python")
-        assert run_python("1 + 1").output == "2"
+        assert run_python("1 + 1").output == "2" and set(available_tools(Store(str(tmp_path)))) == {"python"}
         monkeypatch.setenv(sandbox.ISOLATION_ENV, "docker")
         with pytest.raises(ValueError, match="CRAWL2CHAT_SANDBOX='docker'"):
             run_python("1 + 1")
