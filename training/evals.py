@@ -72,12 +72,17 @@ def reward(item: dict, parts: list[dict]) -> float:
 
 
 def reply_rewards(tokenizer, items: list[dict], replies: list[list[int]], forged_rows: set[int]) -> list[float]:
-    """`reward` of each reply to its item, but 0 for a reply ended for writing a tool's output marker itself
-    (ToolCalls.forged): an answer given next to a forged tool result is neither right nor one to reinforce."""
+    """`reward` of each reply to its item, but 0 for a reply that never finished (no <|im_end|>: cut off at the
+    token budget) and for one ended for writing a tool's output marker itself (ToolCalls.forged). An answer given
+    next to a forged tool result is neither right nor one to reinforce; and a reply that runs on past its answer
+    would otherwise earn text answers by containing them, which RL learns to exploit (BENCHMARKS.md: it stopped
+    ending its replies, and "right" rose while right-and-finished fell)."""
     from training.chat import parse_reply
 
-    return [0.0 if row in forged_rows else reward(item, parse_reply(tokenizer, reply))
-            for row, (item, reply) in enumerate(zip(items, replies, strict=True))]
+    im_end = tokenizer.encode_special("<|im_end|>")
+    finished = [bool(reply) and reply[-1] == im_end and row not in forged_rows for row, reply in enumerate(replies)]
+    return [reward(item, parse_reply(tokenizer, reply)) if done else 0.0
+            for item, reply, done in zip(items, replies, finished, strict=True)]
 
 
 REPLY_TOKENS = 192  # a reply's tokens, tool outputs included: a search pastes ~80, its answer quotes ~40 of them

@@ -92,3 +92,20 @@ def test_a_tied_head_learns_to_copy_a_large_vocabulary_in_a_few_steps(tmp_path):
     loaded = load_checkpoint(str(tmp_path))["model"]
     assert loaded.lm_head.weight is loaded.embed_tokens.weight
     assert in_context_gain(loaded, vocab) == pytest.approx(gain, abs=1e-5)
+
+
+def test_a_reply_cut_off_at_its_budget_earns_nothing_even_with_the_answer_in_it(two_tokenizers, scripted_model):
+    """A model that writes the answer and then runs on: "right" by containment, but it never finished, and RL
+    learned to exploit exactly that (BENCHMARKS.md), so it scores 0; the same answer ended with <|im_end|> scores 1."""
+    from training.evals import chat_accuracy
+
+    tok = two_tokenizers[0]
+    im_sep, im_end = tok.encode_special("<|im_sep|>"), tok.encode_special("<|im_end|>")
+    answer = "Oslo"  # tokens that never repeat, so the script is a chain
+    items = [{"source": "search", "answer": answer, "messages": [{"role": "user", "content": "Where?"},
+                                                                {"role": "assistant", "content": answer}]}]
+    words = tok.encode(answer)
+    looping = scripted_model(tok.n_vocab, [im_sep, *words, words[0]])  # "OsloOslo...": round and round
+    assert chat_accuracy(looping, tok, items, {}, max_new_tokens=4 * len(words))["accuracy"] == {"search": 0.0}
+    finished = scripted_model(tok.n_vocab, [im_sep, *words, im_end])
+    assert chat_accuracy(finished, tok, items, {}, max_new_tokens=4 * len(words))["accuracy"] == {"search": 1.0}
