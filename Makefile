@@ -29,7 +29,7 @@ run: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/crawl2chat run
 
-# The CPU recipe that learns (issue 11; ~27 min on 2 cores): a crawl of Debian's documentation (the apt packages
+# The CPU recipe that learns (issue 11; ~37 min on 2 cores): a crawl of Debian's documentation (the apt packages
 # scripts/build_doc_pages.py names), the whole graph, a base model that copies, SFT and RL, in data-small/.
 SMALL := $(CURDIR)/data-small
 small: setup
