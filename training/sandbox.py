@@ -14,7 +14,7 @@ allow-listed modules, then locks itself down in layers, because any one layer ha
 
 Audit hooks are not a security boundary against an attacker with a CPython memory-corruption bug (PEP 578
 says so), so the child runs inside a kernel boundary too: bubblewrap (Debian's `bubblewrap`), with new network,
-pid, ipc, uts and user namespaces (no network but a downed loopback; the child sees only its own processes, all
+pid, ipc, uts and user namespaces (no network but a loopback of its own; the child sees only its own processes, all
 killed with it), the system directories and Python's read-only, a tmpfs work directory and /tmp, every
 capability dropped and an empty environment. Where bubblewrap is missing or cannot run, run_python refuses with
 SandboxUnavailable saying why, unless CRAWL2CHAT_SANDBOX=python allows the in-Python layers alone.
