@@ -170,7 +170,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data):
 
 @pytest.mark.slow
 def test_two_processes_take_the_steps_of_one_with_twice_the_problems(data):
-    common = ["--data", str(data), "--tasks", "letter_counting", "--samples", "4", "--max-new-tokens", "24",
+    common = ["--data", str(data), "--tasks", "letter_counting", "--samples", "4", "--max-new-tokens", "48",
               "--max-steps", "3", "--checkpoint-every", "3", "--eval-every", "100", "--eval-items", "2", "--lr", "1e-4"]
     run_module("training.rl", *common, "--out", str(data / "one"), "--prompts", "4")
     run_module("training.rl", *common, "--out", str(data / "two"), "--prompts", "2", nproc=2)
