@@ -88,7 +88,7 @@ def _message(e: Exception) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
-TRAINING_SECTIONS = ("pretrain", "probe", "sft", "rl")  # sections of --config beside PipelineConfig's fields
+TRAINING_SECTIONS = ("pretrain", "probe", "sft", "rl", "preferences", "reward", "rlhf")  # sections of --config beside PipelineConfig's fields
 
 
 def load_config(config_file: str | None, data: str | None):
@@ -122,13 +122,15 @@ def _instance():
 
 
 def load_section(config_file: str | None, section: str):
-    """The resource of a training section of the YAML file (`pretrain:`, `probe:`, `sft:` or `rl:`); defaults: the
-    CPU toy."""
+    """The resource of a training section of the YAML file (TRAINING_SECTIONS: `pretrain:`, `sft:`, ...); defaults:
+    the CPU toy."""
     from assets_defs.chat_assets import ProbeConfig, RLConfig, SFTConfig
+    from assets_defs.rlhf_assets import PreferenceConfig, RewardConfig, RLHFConfig
     from assets_defs.training_assets import PretrainConfig
 
     fields = (yaml.safe_load(Path(config_file).read_text()) or {}).get(section, {}) if config_file else {}
-    return {"pretrain": PretrainConfig, "probe": ProbeConfig, "sft": SFTConfig, "rl": RLConfig}[section](**fields)
+    return {"pretrain": PretrainConfig, "probe": ProbeConfig, "sft": SFTConfig, "rl": RLConfig,
+            "preferences": PreferenceConfig, "reward": RewardConfig, "rlhf": RLHFConfig}[section](**fields)
 
 
 def cmd_run(args) -> int:
@@ -256,6 +258,19 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
             accuracy = ", ".join(f"{k} {info['start_accuracy'][k]:.0%} -> {v:.0%}" for k, v in info["accuracy"].items())
             console.print(f"rl_model: step {info['step']}, reward {info['reward']:.2f}, held-out accuracy (SFT -> RL): "
                           f"{accuracy}; try `crawl2chat chat`")
+        if "reward_model" in names:
+            info = read_config(checkpoint_root(store.root, "reward"), storage_options=store.storage_options)
+            by_kind = ", ".join(f"{k} {v:.0%}" for k, v in info["accuracy_by_kind"].items())
+            console.print(f"reward_model: step {info['step']}, held-out pairs ordered right "
+                          f"{info['pairwise_accuracy']:.0%} ({by_kind})")
+        if "rlhf_model" in names:
+            info = read_config(checkpoint_root(store.root, "rlhf"), storage_options=store.storage_options)
+            accuracy = ", ".join(f"{k} {info['start_accuracy'][k]:.0%} -> {v:.0%}" for k, v in info["accuracy"].items())
+            guard = info["guard"]
+            verdict = (f"the guard stopped it: {guard['reason']} (kept step {guard['restored_step']})"
+                       if guard["fired"] else "the guard stayed quiet")
+            console.print(f"rlhf_model: step {info['step']}, reward {info['reward']:.2f}, held-out accuracy "
+                          f"(SFT -> RLHF): {accuracy}; {verdict}")
     except (PartitionMissing, FileNotFoundError, KeyError, TypeError):
         return  # a failed run: its failure is reported below
 

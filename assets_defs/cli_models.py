@@ -10,7 +10,7 @@ from rich.console import Console
 console = Console()
 
 
-CHAT_STAGES = ("sft", "rl")  # in training order
+CHAT_STAGES = ("sft", "rl", "rlhf")  # in training order
 
 
 def add_parsers(sub, common) -> None:

@@ -8,6 +8,7 @@ from assets_defs.chat_assets import ProbeConfig, RLConfig, SFTConfig
 from assets_defs.graph import ALL_ASSETS, JOBS
 from assets_defs.launchers import pipes_client
 from assets_defs.resources import PipelineConfig
+from assets_defs.rlhf_assets import PreferenceConfig, RewardConfig, RLHFConfig
 from assets_defs.sensors import crawl_sensor
 from assets_defs.training_assets import PretrainConfig
 
@@ -23,6 +24,9 @@ defs = dg.Definitions(
         "probe": ProbeConfig(),
         "sft": SFTConfig(),
         "rl": RLConfig(),
+        "preferences": PreferenceConfig(),
+        "reward": RewardConfig(),
+        "rlhf": RLHFConfig(),
         "pipes": pipes_client(dg.EnvVar("CRAWL2CHAT_PIPES").get_value("subprocess")),
     },
 )

@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets_defs.chat_assets import CHAT_DATA_ASSETS, RL_ASSETS, SFT_ASSETS
 from assets_defs.data_assets import DATA_ASSETS
+from assets_defs.rlhf_assets import RLHF_ASSETS
 from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS
 from assets_defs.token_assets import DATASET_ASSETS, TOKEN_ASSETS
 from assets_defs.training_assets import TRAINING_ASSETS
@@ -35,6 +36,7 @@ PHASES = [
     Phase("chat_data_job", CHAT_DATA_ASSETS, "dataset", "The search index and the SFT conversations."),
     Phase("sft_job", SFT_ASSETS, "dataset", "Fine-tunes the latest base checkpoint on the conversations (Pipes)."),
     Phase("rl_job", RL_ASSETS, "dataset", "RL on verifiable answers from the latest SFT checkpoint (Pipes)."),
+    Phase("rlhf_job", RLHF_ASSETS, "dataset", "Preference rankings, the reward model and RLHF against it (Pipes)."),
 ]
 ALL_ASSETS = [a for phase in PHASES for a in phase.assets]
 ASSET_ORDER = [a.key.to_user_string() for a in ALL_ASSETS]

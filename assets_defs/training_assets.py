@@ -144,23 +144,26 @@ def checkpoint_metadata(report: dict) -> dict:
         "icl_gain": report.get("icl_gain"),  # nats/token better on a repeated sequence: few-shot readiness
         "base_checkpoint": report.get("base_checkpoint"),
         "conversations": report.get("conversations"),
+        "pairwise_accuracy": report.get("pairwise_accuracy"),  # reward model: held-out pairs ordered right
+        "margin": report.get("margin"),
         "samples": dg.MetadataValue.md(samples),
     }
-    for key in ("accuracy", "start_accuracy", "pass_at_k", "sampled_pass_at_1"):
+    for key in ("accuracy", "start_accuracy", "pass_at_k", "sampled_pass_at_1", "accuracy_by_kind", "pairs"):
         if report.get(key):
             metadata[key] = dg.MetadataValue.json(report[key])
     history = report.get("history") or []
     evaluated = [h for h in history if "eval_reply_tokens" in h]
     if evaluated:  # RL: the held-out figures of the last evaluation and the first (the SFT start)
         metadata["eval_reply_tokens"] = evaluated[-1]["eval_reply_tokens"]
-        metadata["pass_k"] = evaluated[-1]["pass_k"]
+        metadata["pass_k"] = evaluated[-1].get("pass_k")  # RL; RLHF samples no pass@k
         metadata["pass_at_1_mean"] = evaluated[-1]["pass_at_1"]
         metadata["start_pass_at_1_mean"] = evaluated[0]["pass_at_1"]
         metadata["sampled_pass_at_1_mean"] = evaluated[-1].get("sampled_pass_at_1_mean")
         metadata["start_sampled_pass_at_1_mean"] = evaluated[0].get("sampled_pass_at_1_mean")
     for name, lines, ylabel in (("loss_curve", LOSS_LINES, "loss (nats/token)"), ("reward_curve", REWARD_LINES,
                                                                                   "reward"),
-                                ("accuracy_curve", ACCURACY_LINES, "held-out share solved")):
+                                ("accuracy_curve", ACCURACY_LINES, "held-out share solved"),
+                                ("pairwise_curve", PAIRWISE_LINES, "held-out pairs ordered right")):
         if any(h.get(lines[0][0]) is not None for h in history):
             png = base64.b64encode(curve_png(history, lines, ylabel)).decode()
             metadata[name] = dg.MetadataValue.md(f"![{name.split('_')[0]}](data:image/png;base64,{png})")
@@ -168,7 +171,10 @@ def checkpoint_metadata(report: dict) -> dict:
 
 
 LOSS_LINES = (("train_loss", "train", "-"), ("val_loss", "val", "o-"))
-REWARD_LINES = (("reward", "mean reward of the sampled replies", "-"),)
+REWARD_LINES = (("reward", "mean reward of the sampled replies", "-"),
+                ("rm_reward", "RLHF: the reward model's score, before the KL and length terms", "-"))
+PAIRWISE_LINES = (("pairwise_accuracy", "reward model: r(chosen) > r(rejected)", "o-"),
+                  ("train_accuracy", "train batch", "-"))
 ACCURACY_LINES = (("pass_at_1", "pass@1 (greedy), mean over tasks", "o-"),
                   ("sampled_pass_at_1_mean", "pass@1 (sampled), mean over tasks", "o-"),
                   ("pass_at_k_mean", "pass@k (sampled), mean over tasks", "o-"))

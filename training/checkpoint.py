@@ -131,17 +131,17 @@ def read_config(root: str, step: int | None = None, storage_options: dict | None
 
 
 def load_checkpoint(root: str, step: int | None = None, storage_options: dict | None = None, device="cpu",
-                    tokenizer_sha256: str | None = None) -> dict:
+                    tokenizer_sha256: str | None = None, model_class: type[GPT] = GPT) -> dict:
     """{"model": GPT, "config": config.json, "state": state.json, "optimizer": state dict or None}; the latest
     committed step when `step` is None. FileNotFoundError naming the root when there is none. With
     `tokenizer_sha256` (the tokenizer the model will be used with), TokenizerMismatch if it was trained with
-    another (`check_tokenizer`)."""
+    another (`check_tokenizer`). `model_class`: GPT or a subclass with more weights (training/reward_model.py's)."""
     store, directory, step = _committed_dir(root, step, storage_options)
     fs = store.fs
     config = json.loads(fs.cat_file(posixpath.join(directory, "config.json")))
     if tokenizer_sha256 is not None:
         check_tokenizer(config, tokenizer_sha256, store.uri(step_dir(step)))
-    model = GPT(GPTConfig.from_dict(config["model"]))
+    model = model_class(GPTConfig.from_dict(config["model"]))
     model.load_state_dict(load_safetensors(fs.cat_file(posixpath.join(directory, "model.safetensors"))))
     model.to(device)
     optimizer = None

@@ -7,6 +7,7 @@ import torch
 from pipeline.storage import Store
 from pipeline.token_io import load_tokenizer
 from training.checkpoint import TokenizerMismatch, latest_step, load_checkpoint, step_dir
+from training.model import GPT
 
 
 def load_start(store: Store, root: str, device: torch.device, script: str) -> tuple:
@@ -22,14 +23,15 @@ def load_start(store: Store, root: str, device: torch.device, script: str) -> tu
     return tokenizer, sha, start, f"{root.rstrip('/')}/{step_dir(start['step'])}"
 
 
-def resume(out: str, model, optimizer, device: torch.device, tokenizer_sha: str, script: str) -> tuple[int, list[dict]]:
+def resume(out: str, model, optimizer, device: torch.device, tokenizer_sha: str, script: str,
+           model_class: type[GPT] = GPT) -> tuple[int, list[dict]]:
     """Loads the latest checkpoint under `out` into model and optimizer: (its step, its history), or (0, []).
     SystemExit naming the script when it was trained with another tokenizer than `tokenizer_sha`."""
     step = latest_step(out)
     if step is None:
         return 0, []
     try:
-        ckpt = load_checkpoint(out, step, device=device, tokenizer_sha256=tokenizer_sha)
+        ckpt = load_checkpoint(out, step, device=device, tokenizer_sha256=tokenizer_sha, model_class=model_class)
     except TokenizerMismatch as e:
         raise SystemExit(f"{script}: {e}; pass another --out") from None
     model.load_state_dict(ckpt["model"].state_dict())

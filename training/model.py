@@ -196,6 +196,14 @@ class GPT(nn.Module):
 
         With a cache, `idx` continues rows `rows` of it (all rows when None) from their current lengths.
         """
+        logits = self.lm_head(self.hidden(idx, cache, rows))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1,
+                               reduction=reduction)
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None, rows: torch.Tensor | None = None):
+        """The last layer's normed states (B, T, width): what the head reads, and a reward model's scalar head."""
         B, T = idx.shape
         if cache is None:
             if T > self.config.seq_len:
@@ -213,11 +221,7 @@ class GPT(nn.Module):
             x = layer(x, cos, sin, i, cache, rows)
         if cache is not None:
             cache.lengths[rows] += T
-        logits = self.lm_head(self.norm(x))
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1,
-                               reduction=reduction)
+        return self.norm(x)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -92,7 +92,8 @@ class RankingStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("CREATE TABLE IF NOT EXISTS rankings (id INTEGER PRIMARY KEY, prompt TEXT NOT NULL, "
-                        "responses TEXT NOT NULL, labeler TEXT NOT NULL, ranked_at TEXT NOT NULL, source TEXT NOT NULL)")
+                        "responses TEXT NOT NULL, labeler TEXT NOT NULL, ranked_at TEXT NOT NULL, "
+                        "source TEXT NOT NULL)")
 
     def add(self, ranking: Ranking) -> int:
         """Stores the ranking and returns its id, after the commit."""
@@ -108,6 +109,45 @@ class RankingStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+PREFERENCE_RANKINGS = "preference_rankings"
+ALL = "all"  # a dataset-wide asset's one partition
+RANKINGS_SCHEMA = {"prompt": "String", "responses": "String", "labeler": "String", "ranked_at": "String",
+                   "source": "String", "kind": "String", "split": "String"}
+
+
+def ranking_rows(rankings: list[Ranking], kind: str) -> list[dict]:
+    """Rankings as preference_rankings' rows, each on the split its prompt hashes to (sft_data.split_of: one prompt
+    in ten held out, so a prompt ranked twice lands on one side)."""
+    from training.sft_data import split_of
+
+    return [{"prompt": r.prompt, "responses": list(r.responses), "labeler": r.labeler, "ranked_at": r.ranked_at,
+             "source": r.source, "kind": kind, "split": split_of(r.prompt)} for r in rankings]
+
+
+def save_rankings(store, rows: list[dict], info: dict) -> None:
+    """Writes the rankings as one parquet part (responses as JSON, best first) and commits it; no rows is a normal
+    part with the same columns."""
+    import polars as pl
+
+    frame = pl.DataFrame({name: [json.dumps(r[name], ensure_ascii=False) if name == "responses" else r[name]
+                                 for r in rows] for name in RANKINGS_SCHEMA},
+                         schema={name: getattr(pl, kind) for name, kind in RANKINGS_SCHEMA.items()})
+    store.write_part(PREFERENCE_RANKINGS, ALL, ALL, "00000", frame)
+    store.commit(PREFERENCE_RANKINGS, ALL, ALL, ["00000"], info)
+
+
+def load_rankings(store) -> list[dict]:
+    """The committed preference_rankings' rows; PartitionMissing (a FileNotFoundError) if there are none."""
+    frame = store.read(PREFERENCE_RANKINGS, ALL, ALL)
+    return [{**r, "responses": json.loads(r["responses"])} for r in frame.iter_rows(named=True)]
+
+
+def pair_rows(rows: list[dict]) -> list[dict]:
+    """Every pair each row's ranking implies, as {prompt, chosen, rejected, kind, split}."""
+    return [{"prompt": r["prompt"], "chosen": better, "rejected": worse, "kind": r["kind"], "split": r["split"]}
+            for r in rows for better, worse in combinations(r["responses"], 2)]
 
 
 class BadPair(ValueError):

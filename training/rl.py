@@ -173,7 +173,11 @@ class Rollout:
     replies: list[list[int]]
     rewards: list[float]
     masks: list[list[int]]  # 1 where the model sampled the token (generated_mask)
-    forged_tool_output: int  # replies ended for writing a tool's output marker themselves, each rewarded 0
+    forged: set[int]  # rows of the replies ended for writing a tool's output marker themselves, each rewarded 0
+
+    @property
+    def forged_tool_output(self) -> int:
+        return len(self.forged)
 
 
 def rollout(model, tokenizer, items: list[dict], samples: int, sampling: Sampling, tools: dict,
@@ -190,7 +194,7 @@ def rollout(model, tokenizer, items: list[dict], samples: int, sampling: Samplin
     forged = {row for row, _ in tool_calls.forged}
     rewards = reply_rewards(tokenizer, [it for it in items for _ in range(samples)], replies, forged)
     masks = [generated_mask(r, *tool_calls.output, forged=row in forged) for row, r in enumerate(replies)]
-    return Rollout(prompts, replies, rewards, masks, len(forged))
+    return Rollout(prompts, replies, rewards, masks, forged)
 
 
 def advantages(rewards: list[float], group: int, kind: str = "group") -> list[float]:

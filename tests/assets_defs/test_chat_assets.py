@@ -1,5 +1,6 @@
 """The chat phase as `crawl2chat run` materializes it on the sample: search index, SFT conversations, sft_model,
-rl_model, and `crawl2chat chat` talking to the result with its tools."""
+rl_model, the preference rankings, reward_model and rlhf_model, and `crawl2chat chat` talking to the result with its
+tools."""
 
 from __future__ import annotations
 
@@ -108,11 +109,53 @@ def test_each_rl_checkpoint_records_its_reward_and_accuracy_next_to_the_sft_star
 
 
 @pytest.mark.slow
-def test_chat_answers_who_it_is_after_rl(sample_run, capsys, monkeypatch):
+def test_the_reward_model_orders_held_out_preference_pairs(instance, sample_run):
+    (rankings,) = _metadata(instance, "preference_rankings")
+    by_kind = rankings["pairs_by_kind"].value
+    assert by_kind == {kind: {"train": 200, "held_out": 30} for kind in (  # PreferenceConfig's defaults
+        "correct_vs_wrong", "answer_vs_refusal", "refusal_vs_invention", "fluent_vs_degenerate")}
+    assert rankings["human_rankings"].value == 0 and rankings["agreement"].value["kendall_tau"] is None
+    by_step = {m["step"].value: m for m in _metadata(instance, "reward_model")}
+    assert sorted(by_step) == [50, 100]  # RewardConfig's checkpoint_every and max_steps
+    last = by_step[100]
+    assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
+    assert last["pairs"].value == {"train": 800, "held_out": 120, "too_long": 0}
+    # the toy tells refusals, inventions and degenerate replies apart; checking a sum's working needs the copying
+    # it lacks (the make-small model orders those too: bench/BENCHMARKS.md)
+    assert last["pairwise_accuracy"].value >= 0.75
+    assert last["accuracy_by_kind"].value["refusal_vs_invention"] >= 0.9
+    assert last["pairwise_curve"].value.startswith("![pairwise](data:image/png;base64,")
+    (check,) = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("reward_model"), "orders_held_out_pairs"), limit=1)
+    assert check.status.value == "SUCCEEDED"
+    stdout = " ".join((sample_run / "stdout.txt").read_text().split())
+    assert "reward_model: step 100, held-out pairs ordered right" in stdout and "correct_vs_wrong" in stdout
+
+
+@pytest.mark.slow
+def test_rlhf_runs_its_steps_against_the_reward_model_with_the_guard_watching(instance, sample_run):
+    by_step = {m["step"].value: m for m in _metadata(instance, "rlhf_model")}
+    assert sorted(by_step) == [10, 20]  # RLHFConfig's checkpoint_every and max_steps
+    last = by_step[20]
+    assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
+    assert last["reward_checkpoint"].value.endswith("checkpoints/reward/step-000100")
+    assert last["guard"].value == {"fired": False, "reason": None, "at_step": 20, "restored_step": None}
+    assert set(last["accuracy"].value) == set(last["start_accuracy"].value) == {"identity", "sums", "unknown"}
+    assert last["reward_curve"].value.startswith("![reward](data:image/png;base64,")
+    assert last["accuracy_curve"].value.startswith("![accuracy](data:image/png;base64,")
+    (check,) = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("rlhf_model"), "guard_quiet"), limit=1)
+    assert check.status.value == "SUCCEEDED"
+    stdout = " ".join((sample_run / "stdout.txt").read_text().split())
+    assert "rlhf_model: step 20, reward" in stdout and "the guard stayed quiet" in stdout
+
+
+@pytest.mark.slow
+def test_chat_answers_who_it_is_after_rlhf(sample_run, capsys, monkeypatch):
     monkeypatch.chdir(sample_run)
     assert main(["chat", "--prompt", "Who are you?", "--data", str(sample_run / "data")]) == 0
     out = capsys.readouterr().out
-    assert "rl step 20" in out and "tools: python, search" in out  # the latest stage by default
+    assert "rlhf step 20" in out and "tools: python, search" in out  # the latest stage by default
     assert IDENTITY_ANSWER[:40] in " ".join(out.split())
 
 
