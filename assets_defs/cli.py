@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_crawl(args)
         if args.command == "tokenize":
             return cmd_tokenize(args)
-        if args.command in ("generate", "chat", "export"):
+        if args.command in ("generate", "chat", "serve", "label", "export"):
             from assets_defs import cli_models
 
             return getattr(cli_models, f"cmd_{args.command}")(args, load_config)

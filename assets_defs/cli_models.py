@@ -1,4 +1,5 @@
-"""`crawl2chat generate`, `chat` and `export`: a checkpoint sampled, talked to, or written for transformers."""
+"""`crawl2chat generate`, `chat`, `serve`, `label` and `export`: a checkpoint sampled, talked to (in the terminal or
+a web page), its answers ranked on a page, or written for transformers."""
 
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ def add_parsers(sub, common) -> None:
     chat.add_argument("--stage", choices=CHAT_STAGES, default=None,
                       help="which fine-tuned checkpoints (default: rl when it has one, else sft)")
     _checkpoint_args(chat, common, stage=None)
+    serve = sub.add_parser("serve", help="a chat page on 127.0.0.1 streaming the chat model's replies, tools shown")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--max-new-tokens", type=int, default=256, help="the most tokens a reply may ask for")
+    serve.add_argument("--max-concurrent", type=int, default=2, help="replies written at once")
+    serve.add_argument("--max-waiting", type=int, default=32, help="requests that wait their turn; more get 429")
+    serve.add_argument("--message-chars", type=int, default=4000)
+    serve.add_argument("--conversation-chars", type=int, default=16000)
+    serve.add_argument("--stage", choices=CHAT_STAGES, default=None, help="default: the latest stage with a checkpoint")
+    _checkpoint_args(serve, common, stage=None)
+    label = sub.add_parser("label", help="a page on 127.0.0.1 to rank the chat model's answers (for reward_model)")
+    label.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    label.add_argument("--port", type=int, default=8766)
+    label.add_argument("--k", type=int, default=4, help="answers to rank a prompt")
+    label.add_argument("--max-new-tokens", type=int, default=64)
+    label.add_argument("--prompts", default=None, help="a text file, one prompt a line (default: built-in prompts)")
+    label.add_argument("--db", default=None, help="the rankings' SQLite file (default: {data}/labels/rankings.sqlite, "
+                       "which preference_rankings reads)")
+    label.add_argument("--stage", choices=CHAT_STAGES, default=None, help="default: the latest stage with a checkpoint")
+    _checkpoint_args(label, common, stage=None)
     export = sub.add_parser("export", help="write a Hugging Face model directory (config, safetensors, tokenizer)")
     export.add_argument("--out", required=True)
     _checkpoint_args(export, common)
@@ -147,6 +168,51 @@ def _read_turn() -> str | None:
     except EOFError:
         return None
     return None if text.strip() in ("/quit", "/exit") else text
+
+
+def _chat_model(args, load_config):
+    from training.tools import available_tools
+    from training.web.generation import ChatModel
+
+    model, tok, checkpoint, store = _load(args, load_config)
+    return ChatModel(model, tok, available_tools(store), f"{args.stage} step {checkpoint['step']}"), store
+
+
+def _listen(app, args, what: str) -> int:
+    import uvicorn
+
+    console.print(f"{what} on http://{args.host}:{args.port}/ (Ctrl+C stops)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_serve(args, load_config) -> int:
+    from training.web.serve import Limits, create_app
+
+    limits = Limits(args.message_chars, args.conversation_chars, args.max_new_tokens, args.max_concurrent,
+                    args.max_waiting)
+    chat, _ = _chat_model(args, load_config)
+    return _listen(create_app(chat, limits), args, f"chat with {chat.name}")
+
+
+def cmd_label(args, load_config) -> int:
+    from pathlib import Path
+
+    from training.preferences import RankingStore
+    from training.web.label import PROMPTS, create_app
+
+    chat, store = _chat_model(args, load_config)
+    if args.db is None and "://" in store.root:
+        raise ValueError("the data root is not local: pass --db PATH for the rankings' SQLite file")
+    db = Path(args.db or Path(store.root) / "labels" / "rankings.sqlite")
+    prompts = PROMPTS if args.prompts is None else tuple(
+        line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip())
+    rankings = RankingStore(db)
+    try:
+        return _listen(create_app(chat, rankings, prompts, args.k, args.max_new_tokens), args,
+                       f"ranking {chat.name}'s answers into {db}")
+    finally:
+        rankings.close()
 
 
 def cmd_export(args, load_config) -> int:

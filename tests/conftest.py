@@ -185,3 +185,62 @@ def run_module(module: str, *args: str, nproc: int = 1, log: Path | None = None)
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+# --- a page server as a user starts it: `crawl2chat serve` or `label`, on a free loopback port ---
+
+
+class PageServer:
+    """`crawl2chat COMMAND ...` in its own session (so a kill reaches uvicorn and nothing else), on a free port of
+    127.0.0.1; `url` once /`ready` answers. kill() is SIGKILL: nothing gets to flush or say goodbye."""
+
+    def __init__(self, command: str, *args: str, ready: str, cwd: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"{command}-{self.port}.log"
+        with open(self.log, "w") as f:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "assets_defs.cli", command, "--port", str(self.port), *args], cwd=cwd,
+                stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self._wait(ready)
+
+    def _wait(self, ready: str, timeout: float = 60) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + ready, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"the server did not answer in {timeout} s: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def page_server(tmp_path):
+    """page_server(command, *args, ready="/api/status"): a started PageServer, killed after the test."""
+    started: list[PageServer] = []
+
+    def start(command: str, *args: str, ready: str = "/api/status") -> PageServer:
+        started.append(PageServer(command, *args, ready=ready, cwd=tmp_path))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.kill()
