@@ -37,11 +37,13 @@ small: setup
 	$(BIN)/python -m scripts.build_doc_pages --out $(SMALL)/warc/docs
 	$(BIN)/crawl2chat run --source $(SMALL)/warc/docs --crawl docs --data $(SMALL)/data --config infra/profiles/small.yaml
 
-# The page tests drive Debian's chromium headless (Playwright with executable_path; it downloads no browser).
+# The page tests drive Debian's chromium headless (Playwright with executable_path; it downloads no browser); the
+# Postgres tests start a cluster of their own with Debian's postgresql binaries.
 test: setup
-	@command -v chromium >/dev/null || { echo "installing chromium, for the page tests"; \
-	  apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || { \
-	  echo "chromium is missing: apt-get install chromium"; exit 1; }
+	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing chromium and postgresql, for the page and Postgres tests"; \
+	  apt-get update -q >/dev/null && apt-get install -y -q chromium postgresql >/dev/null; } || { \
+	  echo "missing: apt-get install chromium postgresql"; exit 1; }
 	$(BIN)/python -m pytest -q
 
 ui: setup

@@ -50,8 +50,9 @@ def add_parsers(sub, common) -> None:
     label.add_argument("--k", type=int, default=4, help="answers to rank a prompt")
     label.add_argument("--max-new-tokens", type=int, default=64)
     label.add_argument("--prompts", default=None, help="a text file, one prompt a line (default: built-in prompts)")
-    label.add_argument("--db", default=None, help="the rankings' SQLite file (default: {data}/labels/rankings.sqlite, "
-                       "which preference_rankings reads)")
+    label.add_argument("--db", default=None, help="the rankings' SQLite file (default: $CRAWL2CHAT_LABELS_DB, a "
+                       "postgresql:// URL or a path, else {data}/labels/rankings.sqlite; preference_rankings reads "
+                       "the same)")
     label.add_argument("--stage", choices=CHAT_STAGES, default=None, help="default: the latest stage with a checkpoint")
     _checkpoint_args(label, common, stage=None)
     export = sub.add_parser("export", help="write a Hugging Face model directory (config, safetensors, tokenizer)")
@@ -196,21 +197,23 @@ def cmd_serve(args, load_config) -> int:
 
 
 def cmd_label(args, load_config) -> int:
+    import os
     from pathlib import Path
 
-    from training.preferences import RankingStore
+    from training.preferences import describe, open_rankings
     from training.web.label import PROMPTS, create_app
 
     chat, store = _chat_model(args, load_config)
-    if args.db is None and "://" in store.root:
-        raise ValueError("the data root is not local: pass --db PATH for the rankings' SQLite file")
-    db = Path(args.db or Path(store.root) / "labels" / "rankings.sqlite")
+    db = args.db or os.environ.get("CRAWL2CHAT_LABELS_DB")
+    if db is None and "://" in store.root:
+        raise ValueError("the data root is not local: pass --db PATH or set CRAWL2CHAT_LABELS_DB")
+    db = db or str(Path(store.root) / "labels" / "rankings.sqlite")
     prompts = PROMPTS if args.prompts is None else tuple(
         line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip())
-    rankings = RankingStore(db)
+    rankings = open_rankings(db)
     try:
         return _listen(create_app(chat, rankings, prompts, args.k, args.max_new_tokens), args,
-                       f"ranking {chat.name}'s answers into {db}")
+                       f"ranking {chat.name}'s answers into {describe(db)}")
     finally:
         rankings.close()
 

@@ -5,6 +5,7 @@ Thin, like every asset module: the rankings are training/preferences.py and trai
 reward model training/reward_model.py (launched through Pipes like every training script).
 """
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -29,6 +30,9 @@ class PreferenceConfig(dg.ConfigurableResource):
         "as HH-RLHF and UltraFeedback ship them. Bad records are skipped and counted in the asset's metadata."))
     labels: str | None = Field(default=None, description="The labeling page's SQLite file (`crawl2chat label`); "
                                "default {data_root}/labels/rankings.sqlite when the data root is local.")
+    labels_env: str = Field(default="CRAWL2CHAT_LABELS_DB", description="An environment variable that, when set, "
+                            "names where the rankings are instead: a postgresql:// URL (its password stays out of "
+                            "config and logs) or a SQLite path.")
     seed: int = 0
 
     @field_validator("imports")
@@ -39,10 +43,13 @@ class PreferenceConfig(dg.ConfigurableResource):
                 raise ValueError(f"{uri}: a pairwise file is .jsonl, .jsonl.gz or .parquet")
         return imports
 
-    def labels_file(self, data_root: str) -> "Path | None":
+    def labels_location(self, data_root: str) -> str | None:
+        """The environment's location, else `labels`, else the default file (None for a remote data root)."""
+        if os.environ.get(self.labels_env):
+            return os.environ[self.labels_env]
         if self.labels:
-            return Path(self.labels)
-        return None if "://" in data_root else Path(data_root) / "labels" / "rankings.sqlite"
+            return self.labels
+        return None if "://" in data_root else str(Path(data_root) / "labels" / "rankings.sqlite")
 
 
 class RewardConfig(TrainingJob):
@@ -72,10 +79,10 @@ def preference_rankings(settings: PipelineConfig, preferences: PreferenceConfig)
     rows = [{"prompt": p["prompt"], "responses": [p["chosen"], p["rejected"]], "labeler": "program",
              "ranked_at": "", "source": "synthetic", "kind": p["kind"], "split": p["split"]}
             for p in synthetic_set(preferences.seed, preferences.synthetic, preferences.synthetic_held_out)]
-    labels = preferences.labels_file(settings.data_root)
+    labels = preferences.labels_location(settings.data_root)
     human: list[prefs.Ranking] = []
-    if labels is not None and labels.exists():
-        store = prefs.RankingStore(labels)
+    if labels is not None and (labels.startswith(prefs.POSTGRES) or Path(labels).exists()):
+        store = prefs.open_rankings(labels)
         try:
             human = store.rankings()
         finally:
@@ -91,7 +98,7 @@ def preference_rankings(settings: PipelineConfig, preferences: PreferenceConfig)
         counts = by_kind.setdefault(pair["kind"], {TRAIN: 0, HELD_OUT: 0})
         counts[pair["split"]] += 1
     agreement = prefs.agreement(human)
-    info = {"by_kind": by_kind, "labels": str(labels) if labels else None, "imports": imports,
+    info = {"by_kind": by_kind, "labels": prefs.describe(labels) if labels else None, "imports": imports,
             "agreement": agreement}
     prefs.save_rankings(settings.store(), rows, info)
     examples = "\n".join(f"| {r['kind']} | {r['prompt'][:60]} | {r['responses'][0][:60]} | {r['responses'][-1][:60]} |"
@@ -101,6 +108,7 @@ def preference_rankings(settings: PipelineConfig, preferences: PreferenceConfig)
         "held_out_pairs": sum(c[HELD_OUT] for c in by_kind.values()),
         "pairs_by_kind": dg.MetadataValue.json(by_kind),
         "human_rankings": len(human), "labelers": len({r.labeler for r in human}),
+        "labels": prefs.describe(labels) if labels else "",
         "agreement": dg.MetadataValue.json(agreement), "imports": dg.MetadataValue.json(imports),
         "imported_skipped": sum(sum(r["skipped"].values()) for r in imports.values()),
         "examples": dg.MetadataValue.md("| kind | prompt | best | worst |\n|---|---|---|---|\n" + examples)})

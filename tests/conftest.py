@@ -244,3 +244,41 @@ def page_server(tmp_path):
     yield start
     for server in started:
         server.kill()
+
+
+# --- a PostgreSQL cluster of its own: Debian's binaries, initdb in a temp dir, 127.0.0.1 on a free port ---
+
+
+@pytest.fixture
+def postgres_url():
+    """postgresql://crawl:secret@127.0.0.1:PORT/postgres of a fresh cluster (trust auth: any password is accepted,
+    so tests can check that the one in the URL is never printed), stopped after the test. As root, the cluster
+    runs as the postgres user (initdb refuses root)."""
+    import glob
+    import pwd
+    import shutil
+    import socket
+    import tempfile
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not binaries:
+        raise AssertionError("PostgreSQL is missing: apt-get install postgresql (make test installs it)")
+    initdb, pg_ctl = (f"{binaries[-1]}/{name}" for name in ("initdb", "pg_ctl"))
+    root = Path(tempfile.mkdtemp(prefix="crawl2chat-pg-"))
+    user = None
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(root, account.pw_uid, account.pw_gid)
+        user = "postgres"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = {"user": user, "capture_output": True, "text": True, "cwd": root, "timeout": 120}
+    done = subprocess.run([initdb, "-D", str(root / "data"), "-U", "crawl", "-A", "trust", "--no-sync"], **run)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([pg_ctl, "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
+                           f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off", "start"], **run)
+    assert done.returncode == 0, done.stderr + (root / "log").read_text()
+    yield f"postgresql://crawl:secret@127.0.0.1:{port}/postgres"
+    subprocess.run([pg_ctl, "-D", str(root / "data"), "-m", "immediate", "stop"], **run)
+    shutil.rmtree(root, ignore_errors=True)

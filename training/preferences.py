@@ -7,7 +7,8 @@ Two labelers who ranked the same answers to the same prompt agree by Kendall's t
 the reverse.
 
 RankingStore keeps rankings in SQLite in WAL mode, each committed (synchronous=FULL) before add() returns, so a
-page that says "saved" after add() has it on disk even if the server is killed the next moment.
+page that says "saved" after add() has it on disk even if the server is killed the next moment; PostgresRankingStore
+the same in a Postgres table, when the labelers are on several machines (`open_rankings` picks by the location).
 
 read_pairwise imports the files public preference sets ship, JSON Lines or parquet, local or any fsspec URI:
 - HH-RLHF's: {"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": "..."}, the whole dialogue in each; the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -111,6 +113,57 @@ class RankingStore:
         self.db.close()
 
 
+class PostgresRankingStore:
+    """Rankings in a PostgreSQL table, for labelers on several machines; add() returns after the commit (durable
+    with Postgres' default synchronous_commit). `url`: postgresql://user:password@host:port/db, from the
+    environment (its password is never printed: see `describe`)."""
+
+    def __init__(self, url: str):
+        import psycopg2
+
+        self.url = url
+        self.db = psycopg2.connect(url)
+        self.lock = threading.Lock()  # one connection, shared by the page's threads
+        with self.lock, self.db, self.db.cursor() as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS rankings (id SERIAL PRIMARY KEY, prompt TEXT NOT NULL, "
+                           "responses TEXT NOT NULL, labeler TEXT NOT NULL, ranked_at TEXT NOT NULL, "
+                           "source TEXT NOT NULL)")
+
+    def add(self, ranking: Ranking) -> int:
+        with self.lock, self.db, self.db.cursor() as cursor:  # `with db`: commit on success, roll back on error
+            cursor.execute("INSERT INTO rankings (prompt, responses, labeler, ranked_at, source) VALUES "
+                           "(%s, %s, %s, %s, %s) RETURNING id", (ranking.prompt, json.dumps(list(ranking.responses)),
+                                                                  ranking.labeler, ranking.ranked_at, ranking.source))
+            return cursor.fetchone()[0]
+
+    def rankings(self) -> list[Ranking]:
+        with self.lock, self.db, self.db.cursor() as cursor:
+            cursor.execute("SELECT prompt, responses, labeler, ranked_at, source FROM rankings ORDER BY id")
+            return [Ranking(p, tuple(json.loads(r)), labeler, at, source) for p, r, labeler, at, source in cursor]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_rankings(where: str | Path) -> RankingStore | PostgresRankingStore:
+    """A postgresql:// URL's store, or the SQLite file at a path."""
+    where = str(where)
+    return PostgresRankingStore(where) if where.startswith(POSTGRES) else RankingStore(where)
+
+
+def describe(where: str | Path) -> str:
+    """Where rankings are kept, fit to print: a URL without its password."""
+    where = str(where)
+    if not where.startswith(POSTGRES):
+        return where
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(where)
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+POSTGRES = ("postgresql://", "postgres://")
 PREFERENCE_RANKINGS = "preference_rankings"
 ALL = "all"  # a dataset-wide asset's one partition
 RANKINGS_SCHEMA = {"prompt": "String", "responses": "String", "labeler": "String", "ranked_at": "String",

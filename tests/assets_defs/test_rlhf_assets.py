@@ -61,3 +61,17 @@ def test_a_bad_setting_fails_when_the_settings_are_made_naming_it():
     with pytest.raises(ValueError, match="max_steps"):
         RewardConfig(max_steps=0)
     assert RewardConfig(lr=3e-4).command("d")[-20:].count("--lr") == 1
+
+
+def test_rankings_kept_in_postgres_are_read_from_the_url_in_the_environment(tmp_path, postgres_url, monkeypatch):
+    from training.preferences import open_rankings
+
+    store = open_rankings(postgres_url)
+    store.add(Ranking("Write a poem.", ("Roses are red.", "Poem poem poem."), "ann", "2026-12-06T10:00:00+00:00"))
+    store.close()
+    monkeypatch.setenv("CRAWL2CHAT_LABELS_DB", postgres_url)
+    meta = _materialize(tmp_path, PreferenceConfig(synthetic=0, synthetic_held_out=0))
+    assert meta["human_rankings"] == 1 and sum(meta["pairs_by_kind"]["human"].values()) == 1
+    assert meta["labels"].startswith("postgresql://crawl@127.0.0.1:")
+    assert "secret" not in str(meta) and "secret" not in str(Store(str(tmp_path)).manifest(
+        "preference_rankings", "all", "all"))  # the password stays in the environment

@@ -110,3 +110,22 @@ def test_a_file_with_no_usable_pair_is_an_error(tmp_path):
     path.write_text('{"chosen": "x"}\nnot json\n')
     with pytest.raises(ValueError, match="none of its 2 records"):
         read_pairwise(str(path))
+
+
+def test_rankings_in_postgres_are_committed_before_add_returns_and_read_back_in_order(postgres_url):
+    from training.preferences import PostgresRankingStore, describe, open_rankings
+
+    store = open_rankings(postgres_url)
+    assert isinstance(store, PostgresRankingStore)
+    ids = [store.add(_ranking("abc", labeler)) for labeler in ("ann", "bob")]
+    other = open_rankings(postgres_url)  # another connection, as another machine's page would have
+    assert [r.labeler for r in other.rankings()] == ["ann", "bob"] and ids == [1, 2]
+    assert agreement(other.rankings())["kendall_tau"] == 1.0
+    with pytest.raises(ValueError):
+        store.add(_ranking("a"))  # a bad ranking is refused before the database
+    store.add(_ranking("cab", "cy"))  # and the connection goes on
+    assert len(other.rankings()) == 3
+    store.close()
+    other.close()
+    assert "secret" not in describe(postgres_url) and describe(postgres_url).startswith("postgresql://crawl@127.0.0.1:")
+    assert describe("/data/labels/rankings.sqlite") == "/data/labels/rankings.sqlite"

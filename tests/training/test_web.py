@@ -139,6 +139,24 @@ def test_rankings_from_the_labeling_api_outlive_a_killed_server(sample_run, page
     assert _json(server.url + "/api/agreement")["labelers"] == ["ann", "bob"]
 
 
+@pytest.mark.slow
+def test_the_labeling_page_keeps_rankings_in_postgres_when_the_environment_says(sample_run, page_server,
+                                                                                 postgres_url, monkeypatch):
+    from training.preferences import open_rankings
+
+    monkeypatch.setenv("CRAWL2CHAT_LABELS_DB", postgres_url)
+    server = page_server("label", "--data", str(sample_run / "data"), "--k", "2", "--stage", "sft",
+                         ready="/api/agreement")
+    task = _json(server.url + "/api/task?labeler=ann")
+    assert _json(server.url + "/api/rankings", {"task": task["task"], "labeler": "ann", "order": [1, 0]}) == {
+        "saved": 1, "agreement": {"kendall_tau": None, "shared_prompts": 0, "labeler_pairs": 0}}
+    server.kill()
+    store = open_rankings(postgres_url)
+    assert [r.responses for r in store.rankings()] == [(task["answers"][1], task["answers"][0])]
+    store.close()
+    assert "secret" not in server.log.read_text() and "postgresql://crawl@127.0.0.1" in server.log.read_text()
+
+
 def test_the_chat_model_samples_distinct_answers_to_rank(two_tokenizers, tmp_path):
     tokenizer = two_tokenizers[0]
     torch.manual_seed(0)

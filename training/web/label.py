@@ -7,8 +7,8 @@ run by uvicorn on 127.0.0.1.
     GET  /api/agreement          Kendall's tau between labelers on the prompts they both ranked
 
 Task i is prompt i with k answers sampled from seed i, the same for every labeler, so their rankings of a prompt
-compare. A ranking is committed to the RankingStore (SQLite in WAL mode, synchronous=FULL: training/preferences.py)
-before the API answers, and the page says "saved" only then: a server killed the next moment has it. The next task
+compare. A ranking is committed to the store (SQLite in WAL mode, synchronous=FULL, or Postgres:
+training/preferences.py) before the API answers, and the page says "saved" only then: a server killed the next moment has it. The next task
 is the first prompt the labeler has not ranked, read from the store, so a restarted server picks up where each
 labeler was. preference_rankings reads the same file.
 """
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from training.preferences import Ranking, RankingStore, agreement, now
+from training.preferences import PostgresRankingStore, Ranking, RankingStore, agreement, now
 from training.web.generation import ChatModel
 
 PAGE = Path(__file__).with_name("label.html")
@@ -37,7 +37,7 @@ PROMPTS = (  # answers no program can check: what people's rankings are for
 )
 
 
-def create_app(chat: ChatModel, store: RankingStore, prompts: tuple[str, ...] = PROMPTS, k: int = 4,
+def create_app(chat: ChatModel, store: RankingStore | PostgresRankingStore, prompts: tuple[str, ...] = PROMPTS, k: int = 4,
                max_new_tokens: int = 64) -> Starlette:
     if k < 2:
         raise ValueError(f"k must be >= 2 answers to rank, got {k}")
