@@ -17,14 +17,17 @@ reply, the sum over its sampled tokens: InstructGPT's penalty), and a cost a tok
 The guard. Each evaluation answers held-out verifiable questions greedily (sums, identity, invented names: the
 questions no training prompt asks, sft_data's held_out side), and looks at the last window's sampled replies. It
 stops the run, and says why, when
-- the reward model's score has risen since the first window while held-out accuracy fell by --max-accuracy-drop
-  or more from the start: the policy is pleasing the reward model, not getting better;
+- the reward model's score has risen since the first window while one kind's held-out accuracy fell by
+  --max-accuracy-drop or more from the start: the policy is pleasing the reward model, not getting better (on the
+  make-small model it learned sums whose working agrees with a wrong total, which the reward model scores high:
+  bench/BENCHMARKS.md);
 - a --max-degenerate share or more of the window's replies repeat themselves (over half of their word 3-grams
   repeated);
-- held-out accuracy fell by twice --max-accuracy-drop, whatever the reward did;
+- mean held-out accuracy fell by twice --max-accuracy-drop, whatever the reward did;
 - the replies grew to --max-length-growth times the first window's mean length, or shrank by as much.
-When it fires, the weights of the last evaluation that passed (or the start) are restored and saved as the final
-checkpoint, with the guard's decision in its config.json. Checkpoints go to {data}/checkpoints/rlhf.
+When it fires, the weights of the last evaluation that kept every kind's accuracy within --max-accuracy-drop of
+the start's (or the start's own) are restored and saved as the final checkpoint, with the guard's decision in its
+config.json. Checkpoints go to {data}/checkpoints/rlhf.
 """
 
 from __future__ import annotations
@@ -114,10 +117,12 @@ def guard(history: list[dict], args) -> str | None:
     window = {k: sum(h[k] for h in last) / len(last) for k in ("rm_reward", "reply_tokens", "degenerate")}
     start_reward = sum(h["rm_reward"] for h in first) / len(first)
     start_tokens = sum(h["reply_tokens"] for h in first) / len(first)
-    drop = evals[0]["pass_at_1"] - evals[-1]["pass_at_1"]
-    if window["rm_reward"] > start_reward and drop >= args.max_accuracy_drop:
+    before, now = evals[0]["accuracy"], evals[-1]["accuracy"]
+    task = max(before, key=lambda t: before[t] - now.get(t, 0.0))  # the task that lost most
+    if window["rm_reward"] > start_reward and before[task] - now.get(task, 0.0) >= args.max_accuracy_drop:
         return (f"the reward model's score rose ({start_reward:.2f} -> {window['rm_reward']:.2f}) while held-out "
-                f"accuracy fell ({evals[0]['pass_at_1']:.2f} -> {evals[-1]['pass_at_1']:.2f})")
+                f"{task} accuracy fell ({before[task]:.2f} -> {now.get(task, 0.0):.2f})")
+    drop = evals[0]["pass_at_1"] - evals[-1]["pass_at_1"]
     if drop >= 2 * args.max_accuracy_drop:  # whatever the reward did: the run is breaking the model
         return f"held-out accuracy fell ({evals[0]['pass_at_1']:.2f} -> {evals[-1]['pass_at_1']:.2f})"
     if window["degenerate"] >= args.max_degenerate:
@@ -127,6 +132,12 @@ def guard(history: list[dict], args) -> str | None:
     if window["reply_tokens"] * args.max_length_growth <= start_tokens:
         return f"replies shrank from {start_tokens:.0f} to {window['reply_tokens']:.0f} tokens"
     return None
+
+
+def kept_accuracy(start: dict[str, float], now: dict[str, float], max_drop: float) -> bool:
+    """Whether every kind of held-out question is answered within max_drop of the start's accuracy: weights the
+    guard may fall back to (an evaluation too early for the guard to judge can already be worse)."""
+    return all(start[task] - now.get(task, 0.0) < max_drop for task in start)
 
 
 def held_out_items(n: int) -> list[dict]:
@@ -221,7 +232,7 @@ def train(args: argparse.Namespace, reward_fn: RewardFn | None = None) -> int:
             return 0
         if step == 0:
             history.append({"step": 0, **evaluate()[0]})
-        safe = (step, copy.deepcopy(model.state_dict()))  # the weights of the last evaluation the guard passed
+        safe = (step, copy.deepcopy(model.state_dict()))  # the last evaluated weights that kept their accuracy
         last_eval, fired, started = {}, None, time.perf_counter()
         for step in range(step, args.max_steps):
             rng = random.Random(args.seed * 1_000_003 + step)
@@ -262,7 +273,7 @@ def train(args: argparse.Namespace, reward_fn: RewardFn | None = None) -> int:
                              f"{time.perf_counter() - started:.0f} s" + (f" | guard: {fired}" if fired else ""))
                 if fired:
                     model.load_state_dict(safe[1])
-                else:
+                elif kept_accuracy(history[0]["accuracy"], figures["accuracy"], args.max_accuracy_drop):
                     safe = (done, copy.deepcopy(model.state_dict()))
             if checkpoint_now or fired:
                 guard_state = {"fired": bool(fired), "reason": fired, "at_step": done,

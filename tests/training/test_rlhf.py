@@ -13,18 +13,22 @@ import torch
 from pipeline.token_io import load_tokenizer
 from pipeline.storage import Store
 from training.checkpoint import committed_steps, load_checkpoint, read_config
-from training.rlhf import guard, main, parse_args, repetition, train
+from training.rlhf import guard, kept_accuracy, main, parse_args, repetition, train
 
 LIMITS = Namespace(eval_every=2, max_accuracy_drop=0.15, max_degenerate=0.3, max_length_growth=2.0)
 
 
-def _history(rewards, tokens, degenerate, accuracy) -> list[dict]:
-    """Steps 1.. with the given per-step figures; an evaluation (pass_at_1) at step 0 and every second step."""
-    history = [{"step": 0, "pass_at_1": accuracy[0]}]
+def _history(rewards, tokens, degenerate, sums, identity=(0.5, 0.5, 0.5)) -> list[dict]:
+    """Steps 1.. with the given per-step figures; an evaluation at step 0 and every second step, with the held-out
+    accuracy on sums and identity questions."""
+    def evaluation(i: int) -> dict:
+        return {"accuracy": {"identity": identity[i], "sums": sums[i]}, "pass_at_1": (identity[i] + sums[i]) / 2}
+
+    history = [{"step": 0, **evaluation(0)}]
     for i, (r, t, d) in enumerate(zip(rewards, tokens, degenerate), start=1):
         history.append({"step": i, "rm_reward": r, "reply_tokens": t, "degenerate": d})
         if i % 2 == 0:
-            history[-1]["pass_at_1"] = accuracy[i // 2]
+            history[-1].update(evaluation(i // 2))
     return history
 
 
@@ -38,15 +42,23 @@ def test_the_guard_fires_when_the_reward_rises_while_accuracy_falls_or_replies_d
     honest = _history([0.1, 0.2, 0.3, 0.4], [20, 22, 21, 23], [0, 0, 0, 0], [0.5, 0.5, 0.55])
     assert guard(honest, LIMITS) is None
     assert guard(honest[:3], LIMITS) is None  # one window: nothing to compare yet
-    gamed = _history([0.1, 0.2, 0.8, 0.9], [20, 22, 21, 23], [0, 0, 0, 0], [0.5, 0.45, 0.3])
-    assert guard(gamed, LIMITS) == ("the reward model's score rose (0.15 -> 0.85) while held-out accuracy fell "
-                                    "(0.50 -> 0.30)")
+    gamed = _history([0.1, 0.2, 0.8, 0.9], [20, 22, 21, 23], [0, 0, 0, 0], [0.5, 0.45, 0.3], [0.5, 0.6, 0.6])
+    assert guard(gamed, LIMITS) == ("the reward model's score rose (0.15 -> 0.85) while held-out sums accuracy fell "
+                                    "(0.50 -> 0.30)")  # one kind of question is enough, whatever the mean did
     falling_reward = _history([0.9, 0.8, 0.2, 0.1], [20, 22, 21, 23], [0, 0, 0, 0], [0.5, 0.45, 0.3])
     assert guard(falling_reward, LIMITS) is None  # accuracy fell, but nothing was being gamed
+    collapsed = _history([0.9, 0.8, 0.2, 0.1], [20, 22, 21, 23], [0, 0, 0, 0], [0.5, 0.2, 0.0], [0.5, 0.3, 0.1])
+    assert guard(collapsed, LIMITS) == "held-out accuracy fell (0.50 -> 0.05)"  # whatever the reward did
     looping = _history([0.1, 0.2, 0.3, 0.4], [20, 22, 21, 23], [0, 0, 0.25, 0.5], [0.5, 0.5, 0.5])
     assert guard(looping, LIMITS) == "38% of the last 2 steps' replies repeat themselves"
     longer = _history([0.1, 0.2, 0.3, 0.4], [20, 20, 40, 44], [0, 0, 0, 0], [0.5, 0.5, 0.5])
     assert guard(longer, LIMITS) == "replies grew from 20 to 42 tokens"
+
+
+def test_weights_to_fall_back_to_kept_every_kind_of_questions_accuracy():
+    start = {"sums": 0.2, "identity": 0.75}
+    assert kept_accuracy(start, {"sums": 0.1, "identity": 0.8}, 0.15)
+    assert not kept_accuracy(start, {"sums": 0.0, "identity": 0.9}, 0.15)  # better on average, but sums fell
 
 
 def test_settings_are_checked_when_the_run_starts():
