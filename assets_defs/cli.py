@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("text")
     _common(tok)
 
+    trace = sub.add_parser("trace", help="a document's path back to its WARC record and each stage's decision, or a "
+                           "checkpoint's back to the checkpoints, tokenizer, token shards and crawls it came from")
+    trace.add_argument("target", help="a document id (<urn:uuid:...>) or a checkpoint folder (checkpoints/rl, or "
+                       "checkpoints/rl/step-000020; relative to --data unless absolute or s3://)")
+    trace.add_argument("--json", action="store_true", help="print the trace as JSON")
+    _common(trace)
+
     from assets_defs import cli_models
 
     cli_models.add_parsers(sub, _common)
@@ -67,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_crawl(args)
         if args.command == "tokenize":
             return cmd_tokenize(args)
+        if args.command == "trace":
+            return cmd_trace(args)
         if args.command in ("generate", "chat", "serve", "label", "export"):
             from assets_defs import cli_models
 
@@ -273,6 +282,52 @@ def print_training(store, crawl, names: list[str], pretrain) -> None:
                           f"(SFT -> RLHF): {accuracy}; {verdict}")
     except (PartitionMissing, FileNotFoundError, KeyError, TypeError):
         return  # a failed run: its failure is reported below
+
+
+def cmd_trace(args) -> int:
+    from pipeline.trace import as_json, trace_document
+
+    config = load_config(args.config, args.data)
+    store = config.store()
+    target = args.target
+    if target.startswith("<urn:") or not ("checkpoints" in target or target.rstrip("/").split("/")[-1].startswith(
+            "step-")):
+        registry = config.registry()
+        crawls = {name: registry.get(name).shard_keys for name in registry.names()}
+        trace = trace_document(store, crawls, target)
+        if args.json:
+            print(as_json(trace))
+            return 0
+        record = trace["record"]
+        console.print(f"{trace['id']}\n  {record['url']} ({record['date']})\n  WARC {record['file_path']} at byte "
+                      f"{record['offset']} (crawl {trace['crawl']}, shard {trace['shard']})", highlight=False)
+        for s in trace["stages"]:
+            why = f": {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else "") if s.get("reason") else ""
+            pii = (", PII redacted: " + (", ".join(f"{k} x{n}" for k, n in s["pii_redacted"].items()) or "none")
+                   if "pii_redacted" in s else "")
+            console.print(f"  {s['stage']:<18} {s['decision']}{why}{pii}", highlight=False)
+        return 0
+    from training.lineage import trace_checkpoint
+
+    root = target if target.startswith(("/", "s3://")) or os.path.exists(target) else f"{config.data_root}/{target}"
+    name = root.rstrip("/").split("/")[-1]
+    step = int(name.removeprefix("step-")) if name.startswith("step-") else None
+    root = root.rstrip("/").rsplit("/", 1)[0] if step is not None else root
+    chain = trace_checkpoint(root, step, config.storage_options(root), config.data_root)
+    if args.json:
+        print(as_json(chain))
+        return 0
+    for depth, c in enumerate(chain):
+        console.print(f"{'  ' * depth}{c['stage']} step {c['step']}: {c['checkpoint']}", highlight=False)
+        if c.get("reward_checkpoint"):
+            console.print(f"{'  ' * depth}  scored by the reward model {c['reward_checkpoint']}", highlight=False)
+        if c.get("token_shards"):
+            console.print(f"{'  ' * depth}  trained on {len(c['token_shards'])} token shard(s) of crawl(s) "
+                          f"{', '.join(c['crawls'])}: {', '.join(c['token_shards'])}", highlight=False)
+        tok = c.get("tokenizer")
+        console.print(f"{'  ' * depth}  tokenizer sha256 {str(c['tokenizer_sha256'])[:16]}"
+                      + (f" = {tok['uri']} ({tok.get('vocab_size', '?')} ids)" if tok else ""), highlight=False)
+    return 0
 
 
 def cmd_crawl(args) -> int:

@@ -7,7 +7,7 @@ import polars as pl
 
 from assets_defs.partitions import crawl_and_shard
 from assets_defs.resources import PipelineConfig
-from assets_defs.stage_asset import crawl_files, run_stage, shard_asset
+from assets_defs.stage_asset import READ_POOL, crawl_files, run_stage, shard_asset
 from pipeline import extract, langid, warc
 from pipeline.documents import exclusions
 from pipeline.filters.base import apply_filters
@@ -15,7 +15,7 @@ from pipeline.filters.quality import default_quality_filters
 from pipeline.stages import map_parts
 from pipeline.url_filter import URLFilter
 
-@shard_asset("warc_records", [], "HTML response records read from the shard's WARC files (fastwarc).")
+@shard_asset("warc_records", [], "HTML response records read from the shard's WARC files (fastwarc).", pool=READ_POOL)
 def warc_records(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
     files = crawl_files(settings, crawl, shard)

@@ -32,7 +32,13 @@ def stage_checks(asset: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def shard_asset(name: str, deps: list, description: str, extra_checks: list[dg.AssetCheckSpec] = ()):
+READ_POOL = "commoncrawl"  # the steps that read a crawl's WARC files; S3 throttles a bucket's readers (SlowDown)
+
+
+def shard_asset(name: str, deps: list, description: str, extra_checks: list[dg.AssetCheckSpec] = (),
+                pool: str | None = None):
+    """A shard stage's asset; `pool`: the Dagster concurrency pool its step takes a slot of, across all runs (set
+    its limit with `dagster instance concurrency set POOL N`, or concurrency.pools.default_limit in dagster.yaml)."""
     return dg.asset(
         name=name,
         deps=deps,
@@ -41,6 +47,7 @@ def shard_asset(name: str, deps: list, description: str, extra_checks: list[dg.A
         group_name="data",
         description=description,
         kinds={"polars", "parquet"},
+        pool=pool,
     )
 
 

@@ -148,7 +148,8 @@ def checkpoint_metadata(report: dict) -> dict:
         "margin": report.get("margin"),
         "samples": dg.MetadataValue.md(samples),
     }
-    for key in ("accuracy", "start_accuracy", "pass_at_k", "sampled_pass_at_1", "accuracy_by_kind", "pairs"):
+    for key in ("accuracy", "start_accuracy", "pass_at_k", "sampled_pass_at_1", "accuracy_by_kind", "pairs",
+                "token_shards"):  # token_shards: pretraining's data, crawl/shard (the lineage `crawl2chat trace` prints)
         if report.get(key):
             metadata[key] = dg.MetadataValue.json(report[key])
     history = report.get("history") or []

@@ -44,7 +44,8 @@ PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("
                    ("A100", 312e12), ("L4", 121e12))
 SAMPLE_PROMPTS = ("The capital of France is", "Once upon a time,")
 UNIGRAM_MAX_TOKENS = 50_000_000  # enough for a stable distribution over a 65k vocabulary
-REPORTED = ("tokens_seen", "train_loss", "val_loss", "val_bpb", "unigram_loss", "icl_gain", "samples", "history")
+REPORTED = ("tokens_seen", "train_loss", "val_loss", "val_bpb", "unigram_loss", "icl_gain", "samples", "history",
+            "token_shards")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -349,7 +350,8 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
                              f"{grad_norm.item():.3f} | {tokens_per_s:,.0f} tok/s | mfu "
                              f"{'n/a' if mfu is None else f'{mfu:.1%}'}")
         if master and checkpoint_now:
-            meta = {"tokens_seen": tokens_seen, "train_loss": train_loss,
+            meta = {"tokens_seen": tokens_seen, "train_loss": train_loss, "token_shards": sorted(
+                        {f"{s.crawl}/{s.shard}" for s in (*train.segments, *val.segments)}),  # the data's lineage
                     **last_eval, "unigram_loss": baseline, "samples": samples, "history": history}
             state = {"loader": train.state_dict(), "step": done, "tokens_seen": tokens_seen,
                      "rng": rng_state(), "schedule": {"lr": args.lr, "min_lr_frac": args.min_lr_frac,

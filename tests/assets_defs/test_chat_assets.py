@@ -194,3 +194,9 @@ def test_chat_reads_turns_from_stdin_until_it_ends(sample_run, capsys, monkeypat
     # one answer a turn, then /quit ends it before "never read" (the toy may get the second turn wrong)
     header, first, second, after_quit = out.split("you>")
     assert IDENTITY_ANSWER.split(", ", 1)[1][:50] in first and second.strip() and not after_quit.strip()
+
+
+@pytest.mark.slow
+def test_each_base_checkpoint_records_the_token_shards_it_trained_on(instance):
+    shards = [m["token_shards"].value for m in _metadata(instance, "base_model")]
+    assert shards and all(s == [f"sample/{i:05d}" for i in range(8)] for s in shards)  # `crawl2chat trace`'s links
