@@ -53,14 +53,14 @@ class PreferenceConfig(dg.ConfigurableResource):
 
 
 class RewardConfig(TrainingJob):
-    """The reward model's run (training/reward_model.py). Defaults: ~40 s on the sample's toy chat model."""
+    """The reward model's run (training/reward_model.py). Defaults: ~30 s on the sample's toy chat model."""
 
     batch_size: int = Field(default=16, ge=1, description="pairs a step")
-    max_steps: int = Field(default=100, ge=1)
+    max_steps: int = Field(default=60, ge=1)
     lr: float = Field(default=1e-4, gt=0)
     seq_len: int = Field(default=384, ge=16)
-    eval_every: int = Field(default=50, ge=1)
-    checkpoint_every: int = Field(default=50, ge=1)
+    eval_every: int = Field(default=30, ge=1)
+    checkpoint_every: int = Field(default=30, ge=1)
     seed: int = 1337
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
 

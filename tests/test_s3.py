@@ -87,6 +87,15 @@ def test_s3_crawl_and_outputs_match_local(tmp_path, s3_endpoint, dagster_instanc
                     a, b = a.drop("detail"), b.drop("detail")
                 assert a.height == b.height and a.equals(b), (stage, shard, dropped)
     assert remote.store().read("clean_documents", "sample", "00000").height > 0
+    # `crawl2chat trace` reads the same lineage from either root
+    from pipeline.trace import trace_document
+
+    crawls = {"sample": local.registry().get("sample").shard_keys}
+    dropped = local.store().read("deduplicated", "sample", "00001", dropped=True)["id"][:1].to_list()
+    for doc_id in dropped + local.store().read("clean_documents", "sample", "00004")["id"][:1].to_list():
+        here, there = trace_document(local.store(), crawls, doc_id), trace_document(remote.store(), crawls, doc_id)
+        assert there["record"]["file_path"].startswith("s3://crawls/sample/")
+        assert here["stages"] == there["stages"] and here["record"]["offset"] == there["record"]["offset"]
     # the tokenizer trained on S3 is the local one, byte for byte, and so are the token shards
     for name in TOKENIZER_FILES:
         assert local.store().read_file(TOKENIZER, ALL, ALL, name) == remote.store().read_file(TOKENIZER, ALL, ALL, name)
@@ -120,3 +129,9 @@ def test_checkpoints_round_trip_through_s3(s3_endpoint):
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded["model"].state_dict()[name], tensor), name
     assert loaded["optimizer"]["state"].keys() == optimizer.state_dict()["state"].keys()
+    from training.lineage import trace_checkpoint  # a fine-tuned child's lineage, read back from S3
+
+    save_checkpoint("s3://ckpts/sft", 2, model, None, {}, {"stage": "sft", "base_checkpoint": uri}, options,
+                    tokenizer_sha256="a" * 64)
+    chain = trace_checkpoint("s3://ckpts/sft", storage_options=options)
+    assert [(c["stage"], c["checkpoint"]) for c in chain] == [("sft", "s3://ckpts/sft/step-000002"), ("base", uri)]

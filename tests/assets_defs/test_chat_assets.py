@@ -116,8 +116,8 @@ def test_the_reward_model_orders_held_out_preference_pairs(instance, sample_run)
         "correct_vs_wrong", "answer_vs_refusal", "refusal_vs_invention", "fluent_vs_degenerate")}
     assert rankings["human_rankings"].value == 0 and rankings["agreement"].value["kendall_tau"] is None
     by_step = {m["step"].value: m for m in _metadata(instance, "reward_model")}
-    assert sorted(by_step) == [50, 100]  # RewardConfig's checkpoint_every and max_steps
-    last = by_step[100]
+    assert sorted(by_step) == [30, 60]  # RewardConfig's checkpoint_every and max_steps
+    last = by_step[60]
     assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
     assert last["pairs"].value == {"train": 800, "held_out": 120, "too_long": 0}
     # the toy tells refusals, inventions and degenerate replies apart; checking a sum's working needs the copying
@@ -129,7 +129,7 @@ def test_the_reward_model_orders_held_out_preference_pairs(instance, sample_run)
         dg.AssetCheckKey(dg.AssetKey("reward_model"), "orders_held_out_pairs"), limit=1)
     assert check.status.value == "SUCCEEDED"
     stdout = " ".join((sample_run / "stdout.txt").read_text().split())
-    assert "reward_model: step 100, held-out pairs ordered right" in stdout and "correct_vs_wrong" in stdout
+    assert "reward_model: step 60, held-out pairs ordered right" in stdout and "correct_vs_wrong" in stdout
 
 
 @pytest.mark.slow
@@ -138,7 +138,7 @@ def test_rlhf_runs_its_steps_against_the_reward_model_with_the_guard_watching(in
     assert sorted(by_step) == [10, 20]  # RLHFConfig's checkpoint_every and max_steps
     last = by_step[20]
     assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
-    assert last["reward_checkpoint"].value.endswith("checkpoints/reward/step-000100")
+    assert last["reward_checkpoint"].value.endswith("checkpoints/reward/step-000060")
     assert last["guard"].value == {"fired": False, "reason": None, "at_step": 20, "restored_step": None}
     assert set(last["accuracy"].value) == set(last["start_accuracy"].value) == {"identity", "sums", "unknown"}
     assert last["reward_curve"].value.startswith("![reward](data:image/png;base64,")

@@ -32,6 +32,7 @@ def data(sample_run, tmp_path):
 @pytest.mark.slow
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data, capsys):
     common = ["--data", str(data), "--batch-size", "4", "--checkpoint-every", "5", "--eval-every", "100",
+              "--eval-items", "1",  # each checkpoint evaluates: one question a source keeps the test quick
               "--text-rows", "2", "--text-seq-len", "64"]  # quoting text rows too, drawn by the step
     assert main([*common, "--max-steps", "10", "--out", str(data / "straight")]) == 0
     assert main([*common, "--max-steps", "10", "--out", str(data / "resumed")]) == 0  # writes 5 and 10
