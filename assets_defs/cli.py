@@ -393,9 +393,19 @@ def cmd_tokenize(args) -> int:
     return 0
 
 
+WORKSPACE = """# written by `crawl2chat ui`: the project's Definitions as the code location `crawl2chat`
+load_from:
+  - python_module:
+      module_name: assets_defs.definitions
+      location_name: crawl2chat
+"""
+
+
 def cmd_ui(args) -> int:
-    _instance()
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "assets_defs.definitions", "-h", args.host, "-p", args.port]
+    instance = _instance()
+    workspace = Path(instance.root_directory) / "workspace.yaml"  # from any folder, the location keeps its name
+    workspace.write_text(WORKSPACE)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", args.port]
     return subprocess.call(cmd)
 
 
