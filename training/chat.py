@@ -176,3 +176,8 @@ class ToolCalls:
         self.calls.append((row, tool, text, result))
         body = self.tokenizer.encode(result)[: self.max_output_tokens]
         return [self.output[0], *body, self.output[1]]
+
+
+def shown(parts: list[dict]) -> str:
+    """A reply's parts as a person reads them: its text, and each tool call or output in brackets."""
+    return " ".join(p["text"] if p["type"] == "text" else f"[{p['type']}: {p['text']}]" for p in parts)

@@ -6,6 +6,7 @@ import torch
 
 from pipeline.storage import Store
 from pipeline.token_io import load_tokenizer
+from training.chat import shown
 from training.checkpoint import TokenizerMismatch, latest_step, load_checkpoint, step_dir
 from training.model import GPT
 
@@ -41,5 +42,4 @@ def resume(out: str, model, optimizer, device: torch.device, tokenizer_sha: str,
 
 def show(question: str, parts: list[dict]) -> str:
     """A reply as one readable exchange, tool calls and outputs in brackets."""
-    reply = " ".join(f"[{p['type']}: {p['text']}]" if p["type"] != "text" else p["text"] for p in parts)
-    return f"user: {question}\nassistant: {reply}"
+    return f"user: {question}\nassistant: {shown(parts)}"

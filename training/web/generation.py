@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from training.chat import ToolCalls, parse_reply, render_prompt, validate
+from training.chat import ToolCalls, parse_reply, render_prompt, shown, validate
 from training.engine import Engine, Sampling
 
 
@@ -87,11 +87,6 @@ class ChatModel:
             if len(found) == k:
                 break
         return found
-
-
-def shown(parts: list[dict]) -> str:
-    """A reply as a person reads it: its text, and each tool call or output in brackets."""
-    return " ".join(p["text"] if p["type"] == "text" else f"[{p['type']}: {p['text']}]" for p in parts)
 
 
 def load_chat_model(store, root: str, step: int | None = None, storage_options: dict | None = None,
