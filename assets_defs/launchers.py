@@ -6,8 +6,12 @@
   process's stderr. That is the wire protocol of PipesK8sClient, whose pods' logs carry the messages, so a run
   through it shows the training script works on a GPU pod; it also carries Pipes over anything that relays a
   remote process's stderr (`ssh gpu-box ...`, Slurm's `srun ...`, `docker run ...`).
-- k8s: dagster-k8s's PipesK8sClient (`pip install dagster-k8s`); PretrainConfig.image names the pod's image and
-  .nproc its GPUs.
+- k8s: dagster-k8s's PipesK8sClient (the k8s extra), as PipesK8sNodesClient below: a stage's `image` names the
+  pod's image and `nproc` its GPUs; with `nnodes` > 1 the pod is torchrun's node 0 and a Job of nnodes - 1 pods
+  joins it (assets_defs/k8s.py).
+
+CRAWL2CHAT_EXECUTOR picks where a run's steps run (`executor` below): in the run's own process(es), or each step in
+a Kubernetes Job of its own (dagster-k8s's k8s_job_executor).
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ import dagster as dg
 from dagster_pipes import PIPES_PROTOCOL_VERSION_FIELD, PipesDefaultMessageWriter
 
 LAUNCHERS = ("subprocess", "stderr", "k8s")
+EXECUTORS = ("multiprocess", "k8s")
+# torchrun's rendezvous over several pods: node 0 (the Pipes pod) hosts the store at this port, reached by the name
+# a headless Service gives it; the name reaches the command through this variable (Kubernetes expands $(NAME) in a
+# container's command from its env)
+RDZV_PORT = 29400
+RDZV_HOST_ENV = "CRAWL2CHAT_RDZV_HOST"
+RDZV_TIMEOUT_S = 1800  # how long node 0 waits for the others: GPU pods queue for nodes and pull a ~10 GB image
 
 
 class WholeLineFileReader(dg.PipesMessageReader):
@@ -143,8 +154,37 @@ def pipes_client(name: str) -> dg.PipesClient:
         return PipesStderrClient()
     if name == "k8s":
         try:
-            from dagster_k8s import PipesK8sClient
+            from assets_defs.k8s import PipesK8sNodesClient
         except ImportError as e:
-            raise ValueError("CRAWL2CHAT_PIPES=k8s needs dagster-k8s: pip install dagster-k8s") from e
-        return PipesK8sClient()
+            raise ValueError("CRAWL2CHAT_PIPES=k8s needs dagster-k8s: pip install '.[k8s]'") from e
+        return PipesK8sNodesClient()
     raise ValueError(f"CRAWL2CHAT_PIPES={name!r}: expected one of {', '.join(LAUNCHERS)}")
+
+
+def executor(name: str) -> dg.ExecutorDefinition:
+    """The executor a name stands for (CRAWL2CHAT_EXECUTOR): `multiprocess`, Dagster's default (a run's steps in
+    processes of the run's own pod; in-process under dg.materialize), or `k8s`, dagster-k8s's k8s_job_executor (each
+    step a Kubernetes Job with the run launcher's image, env and secrets, so the steps of one run spread over the
+    cluster). ValueError naming the choices for any other name."""
+    if name == "multiprocess":
+        return dg.multi_or_in_process_executor
+    if name == "k8s":
+        try:
+            from dagster_k8s import k8s_job_executor
+        except ImportError as e:
+            raise ValueError("CRAWL2CHAT_EXECUTOR=k8s needs dagster-k8s: pip install '.[k8s]'") from e
+        return k8s_job_executor
+    raise ValueError(f"CRAWL2CHAT_EXECUTOR={name!r}: expected one of {', '.join(EXECUTORS)}")
+
+
+def torchrun(nproc: int, nnodes: int = 1) -> list[str]:
+    """`python -m torch.distributed.run` with its flags: --standalone on one node; on several, static rendezvous
+    at node 0 (`$(CRAWL2CHAT_RDZV_HOST)`, set in each pod's env) and the node's rank from PET_NODE_RANK in its env.
+    Static, not c10d: c10d ignores --node-rank and ranks nodes by host name, and global rank 0, the one that reports
+    to Dagster, must be in the Pipes pod whose log Dagster reads."""
+    if nnodes == 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc_per_node={nproc}",
+            "--rdzv-backend=static", f"--rdzv-endpoint=$({RDZV_HOST_ENV}):{RDZV_PORT}",
+            f"--rdzv-conf=timeout={RDZV_TIMEOUT_S}"]
+

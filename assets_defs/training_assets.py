@@ -9,6 +9,7 @@ import sys
 import dagster as dg
 from pydantic import Field
 
+from assets_defs.launchers import torchrun
 from assets_defs.resources import PipelineConfig
 from training.checkpoint import checkpoint_root
 
@@ -18,23 +19,31 @@ class TrainingJob(dg.ConfigurableResource):
     pod."""
 
     nproc: int = Field(default=1, ge=1, description="Processes (torchrun): GPUs on a GPU node, 1 on a laptop.")
+    nnodes: int = Field(default=1, ge=1, description=(
+        "Pods of nproc GPUs each; above 1, torchrun across pods (CRAWL2CHAT_PIPES=k8s and an image)."))
     image: str | None = Field(default=None, description="Container image, for a pod launcher (CRAWL2CHAT_PIPES=k8s).")
+    env_secrets: list[str] = Field(default=["crawl2chat-aws"], description=(
+        "Kubernetes secrets the pods take their environment from: the S3 credentials (infra/helm/values.yaml)."))
 
     def script(self, module: str, data_root: str, flags: dict) -> list[str]:
         """`python -m module --data data_root --flag value ...`, the way every training script is started (a True
-        flag stands alone, a False one is left out); under torchrun with nproc processes when nproc > 1."""
-        launcher = [sys.executable] if self.nproc == 1 else [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"]
+        flag stands alone, a False one is left out); under torchrun when nproc or nnodes > 1."""
+        launcher = [sys.executable] if self.nproc == self.nnodes == 1 else torchrun(self.nproc, self.nnodes)
         args = [x for k, v in flags.items() if v is not False for x in ((f"--{k}",) if v is True else (f"--{k}", str(v)))]
         return [*launcher, "-m", module, "--data", data_root, *args]
 
     def pod_options(self, command: list[str]) -> dict:
-        """Keyword arguments of the Pipes client's run(): the command, plus the pod's image and nproc GPUs for a
-        pod."""
+        """Keyword arguments of the Pipes client's run(): the command, plus for a pod its image, nproc GPUs and
+        secrets, and nnodes when there are several (PipesK8sNodesClient, assets_defs/k8s.py)."""
         options: dict = {"command": command}
+        if self.nnodes > 1 and not self.image:
+            raise ValueError(f"nnodes={self.nnodes} runs on Kubernetes pods: set image (and CRAWL2CHAT_PIPES=k8s)")
         if self.image:
             options.update(image=self.image, base_pod_spec={"containers": [
-                {"name": "train", "resources": {"limits": {"nvidia.com/gpu": self.nproc}}}]})
+                {"name": "train", "resources": {"limits": {"nvidia.com/gpu": self.nproc}},
+                 "envFrom": [{"secretRef": {"name": secret}} for secret in self.env_secrets]}]})
+        if self.nnodes > 1:
+            options["nnodes"] = self.nnodes
         return options
 
 
