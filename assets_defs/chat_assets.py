@@ -156,7 +156,8 @@ def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.Materializ
           description="The base model fine-tuned on the conversations (training/sft.py through Pipes); each "
           "checkpoint is a materialization with its losses, per-task accuracy and sample chats.",
           check_specs=[dg.AssetCheckSpec("learned_the_format", asset="sft_model",
-                                         description="most held-out identity questions get the identity answer")])
+                                         description="most held-out identity questions get the identity answer",
+                                         blocking=True)])
 def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: SFTConfig, probe: ProbeConfig,
               pipes: dg.ResourceParam[dg.PipesClient]):
     root = checkpoint_root(settings.data_root, "sft")
@@ -228,7 +229,8 @@ class RLConfig(TrainingJob):
           "replies to problems a program checks and is pushed towards the right ones; one materialization a "
           "checkpoint, with the reward curve and per-task accuracy next to the SFT model's.",
           check_specs=[dg.AssetCheckSpec("no_worse_than_sft", asset="rl_model",
-                                         description="mean held-out accuracy at most 0.1 below the SFT start's")])
+                                         description="mean held-out accuracy at most 0.1 below the SFT start's",
+                                         blocking=True)])
 def rl_model(context: dg.AssetExecutionContext, settings: PipelineConfig, rl: RLConfig,
              pipes: dg.ResourceParam[dg.PipesClient]):
     last = run_training(context, pipes, checkpoint_root(settings.data_root, "rl"),

@@ -119,7 +119,8 @@ def preference_rankings(settings: PipelineConfig, preferences: PreferenceConfig)
           "Bradley-Terry loss (training/reward_model.py through Pipes); each checkpoint a materialization with its "
           "held-out pairwise accuracy by kind.",
           check_specs=[dg.AssetCheckSpec("orders_held_out_pairs", asset="reward_model",
-                                         description="held-out pairwise accuracy >= 0.75 (chance: 0.5)")])
+                                         description="held-out pairwise accuracy >= 0.75 (chance: 0.5)",
+                                         blocking=True)])
 def reward_model(context: dg.AssetExecutionContext, settings: PipelineConfig, reward: RewardConfig,
                  pipes: dg.ResourceParam[dg.PipesClient]):
     last = run_training(context, pipes, checkpoint_root(settings.data_root, "reward"),

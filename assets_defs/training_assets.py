@@ -90,8 +90,9 @@ class PretrainConfig(TrainingJob):
     description="GPT pretraining on the token shards (torchrun through Dagster Pipes); each checkpoint is a "
     "materialization with its step, tokens seen, losses, samples and loss curve.",
     check_specs=[
-        dg.AssetCheckSpec("loss_finite", asset="base_model"),
-        dg.AssetCheckSpec("beats_unigram", asset="base_model", description="val loss below the data's unigram entropy"),
+        dg.AssetCheckSpec("loss_finite", asset="base_model", blocking=True),
+        dg.AssetCheckSpec("beats_unigram", asset="base_model", description="val loss below the data's unigram entropy",
+                          blocking=True),
         dg.AssetCheckSpec("still_improving", asset="base_model",
                           description="the last evaluation's val loss is below the one before it"),
     ],
