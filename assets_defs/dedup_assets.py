@@ -8,6 +8,7 @@ from functools import lru_cache
 import dagster as dg
 import polars as pl
 
+from assets_defs.automation import SHARD_BACKFILL, when_every_shard_ready, when_upstream_updated_and_checks_passed
 from assets_defs.partitions import crawl_and_shard, crawl_shards, crawls
 from assets_defs.resources import PipelineConfig
 from assets_defs.stage_asset import run_stage, shard_asset
@@ -28,6 +29,8 @@ with warnings.catch_warnings():  # beta, and the one mapping that says "every sh
     group_name="dedup",
     kinds={"datasketch", "parquet"},
     description="Word 5-gram MinHash signatures (14 bands x 8 rows), written one file per band, keyed by config.",
+    automation_condition=when_upstream_updated_and_checks_passed,
+    backfill_policy=SHARD_BACKFILL,
 )
 def minhash_signatures(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)
@@ -51,6 +54,7 @@ def minhash_signatures(context: dg.AssetExecutionContext, settings: PipelineConf
     kinds={"polars", "parquet"},
     description="Near-duplicate clusters of one crawl (FineWeb dedups per dump): shared band bucket -> union-find; "
     "survivor = earliest date, then smallest id.",
+    automation_condition=when_every_shard_ready,
 )
 def duplicate_clusters(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl = context.partition_key
@@ -109,7 +113,8 @@ def _redactor(spacy_model: str | None, score_threshold: float) -> PiiRedactor:
     ["deduplicated"],
     "Presidio PII anonymization (e-mail, phone, public IP, card, SSN, IBAN) into typed placeholders; the final "
     "FineWeb-schema dataset.",
-    extra_checks=[dg.AssetCheckSpec("no_pii_left", asset="clean_documents", description="No default PII pattern matches.")],
+    extra_checks=[dg.AssetCheckSpec("no_pii_left", asset="clean_documents", blocking=True, partitions_def=crawl_shards,
+                                   description="No default PII pattern matches.")],
 )
 def clean_documents(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)

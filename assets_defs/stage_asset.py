@@ -4,6 +4,7 @@ import base64
 
 import dagster as dg
 
+from assets_defs.automation import SHARD_BACKFILL, on_new_shard, when_upstream_updated_and_checks_passed
 from assets_defs.partitions import crawl_and_shard, crawl_shards
 from assets_defs.resources import PipelineConfig
 from pipeline.documents import CLEAN_SCHEMA, DOC_SCHEMA, RECORD_SCHEMA
@@ -24,10 +25,14 @@ SCHEMAS = {
 
 
 def stage_checks(asset: str) -> list[dg.AssetCheckSpec]:
+    """Checked per crawl x shard; a wrong schema is blocking: the next stage neither runs in the same run nor is
+    requested by automation for that shard."""
     return [
-        dg.AssetCheckSpec("schema", asset=asset, description="Committed parts have the stage's columns and types."),
+        dg.AssetCheckSpec("schema", asset=asset, description="Committed parts have the stage's columns and types.",
+                          blocking=True, partitions_def=crawl_shards),
         dg.AssetCheckSpec(
-            "removal_fraction_in_band", asset=asset, description="The fraction of rows removed is inside the band."
+            "removal_fraction_in_band", asset=asset, description="The fraction of rows removed is inside the band.",
+            partitions_def=crawl_shards,
         ),
     ]
 
@@ -38,7 +43,9 @@ READ_POOL = "commoncrawl"  # the steps that read a crawl's WARC files; S3 thrott
 def shard_asset(name: str, deps: list, description: str, extra_checks: list[dg.AssetCheckSpec] = (),
                 pool: str | None = None):
     """A shard stage's asset; `pool`: the Dagster concurrency pool its step takes a slot of, across all runs (set
-    its limit with `dagster instance concurrency set POOL N`, or concurrency.pools.default_limit in dagster.yaml)."""
+    its limit with `dagster instance concurrency set POOL N`, or concurrency.pools.default_limit in dagster.yaml).
+    A stage with no upstream asset reads the crawl's files and materializes when the sensor adds its shard; the
+    others when their upstream partition is newer and its blocking checks passed (assets_defs/automation.py)."""
     return dg.asset(
         name=name,
         deps=deps,
@@ -48,6 +55,8 @@ def shard_asset(name: str, deps: list, description: str, extra_checks: list[dg.A
         description=description,
         kinds={"polars", "parquet"},
         pool=pool,
+        automation_condition=when_upstream_updated_and_checks_passed if deps else on_new_shard,
+        backfill_policy=SHARD_BACKFILL,
     )
 
 

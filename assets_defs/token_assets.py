@@ -3,6 +3,7 @@ pipeline.tokenizer."""
 
 import dagster as dg
 
+from assets_defs.automation import SHARD_BACKFILL, once_when_every_shard_ready, when_upstream_updated_and_checks_passed
 from assets_defs.partitions import crawl_and_shard, crawl_shards
 from assets_defs.resources import PipelineConfig
 from pipeline import token_io
@@ -14,10 +15,12 @@ from pipeline.tokenizer import SPECIAL_TOKENS
     deps=["clean_documents"],
     group_name="tokens",
     kinds={"tiktoken"},
+    automation_condition=once_when_every_shard_ready,
     description="Byte-level BPE (rustbpe) with GPT-4's split pattern and special tokens, trained on a sample of the "
     "clean text; saved for tiktoken and exported as a Hugging Face tokenizer.json.",
     check_specs=[
-        dg.AssetCheckSpec("round_trip", asset="tokenizer", description="decode(encode(x)) == x on held-out docs."),
+        dg.AssetCheckSpec("round_trip", asset="tokenizer", description="decode(encode(x)) == x on held-out docs.",
+                          blocking=True),
         dg.AssetCheckSpec("has_training_text", asset="tokenizer",
                           description="Warns when the crawls held no clean text: the tokenizer is then bytes only."),
     ],
@@ -83,11 +86,16 @@ def _longest_tokens(tok, n: int = 10) -> str:
     partitions_def=crawl_shards,
     group_name="tokens",
     kinds={"tiktoken", "numpy"},
+    automation_condition=when_upstream_updated_and_checks_passed,
+    backfill_policy=SHARD_BACKFILL,
     description="Each clean document as <|endoftext|> + its tokens, in little-endian uint16 (uint32 above 65,536 "
     "tokens) .bin files with an index of offsets and token counts.",
     check_specs=[
-        dg.AssetCheckSpec("token_counts_positive", asset="token_shards", description="Every document has tokens."),
-        dg.AssetCheckSpec("decodes_back", asset="token_shards", description="Each part's first document decodes to its text."),
+        dg.AssetCheckSpec("token_counts_positive", asset="token_shards", description="Every document has tokens.",
+                          blocking=True, partitions_def=crawl_shards),
+        dg.AssetCheckSpec("decodes_back", asset="token_shards",
+                          description="Each part's first document decodes to its text.",
+                          blocking=True, partitions_def=crawl_shards),
     ],
 )
 def token_shards(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
