@@ -186,7 +186,8 @@ def materialize_crawl(instance, resources: dict, crawl, names: list[str]) -> lis
     from tqdm import tqdm
 
     from assets_defs.graph import PHASES
-    from assets_defs.partitions import partition_key
+    from assets_defs.partitions import partition_key, range_key
+    from pipeline.dedup_io import range_keys
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for phase in PHASES:
@@ -195,6 +196,8 @@ def materialize_crawl(instance, resources: dict, crawl, names: list[str]) -> lis
             break
         if phase.per == "shard":
             keys = [(shard, partition_key(crawl.name, shard)) for shard in crawl.shard_keys]
+        elif phase.per == "range":
+            keys = [(r, range_key(crawl.name, r)) for r in range_keys()]
         else:
             keys = [(crawl.name, crawl.name)] if phase.per == "crawl" else [("dataset", None)]
         failed = []

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from assets_defs.automation import SHARD_BACKFILL, when_every_shard_ready, when_upstream_updated_and_checks_passed
-from assets_defs.partitions import crawl_and_shard, crawl_shards, crawls
+from assets_defs.partitions import crawl_and_shard, crawl_ranges, crawl_shards, crawls
 from assets_defs.resources import PipelineConfig
 from assets_defs.stage_asset import run_stage, shard_asset
 from pipeline import dedup_io
@@ -18,9 +18,13 @@ from pipeline.pii import PiiRedactor, remaining_pii
 from pipeline.stages import map_parts
 from pipeline.storage import PartitionMissing
 
-with warnings.catch_warnings():  # beta, and the one mapping that says "every shard of this crawl"
+with warnings.catch_warnings():  # beta, and the mappings that say "every shard (or range) of this crawl"
     warnings.simplefilter("ignore", dg.BetaWarning)
     BY_CRAWL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="crawl")
+    EVERY_SHARD = dg.MultiPartitionMapping({  # a range of a crawl reads every shard of that crawl
+        "crawl": dg.DimensionPartitionMapping("crawl", dg.IdentityPartitionMapping()),
+        "shard": dg.DimensionPartitionMapping("range", dg.AllPartitionMapping()),
+    })
 
 
 @dg.asset(
@@ -48,12 +52,42 @@ def minhash_signatures(context: dg.AssetExecutionContext, settings: PipelineConf
 
 
 @dg.asset(
-    deps=[dg.AssetDep("minhash_signatures", partition_mapping=BY_CRAWL)],
+    deps=[dg.AssetDep("minhash_signatures", partition_mapping=EVERY_SHARD)],
+    partitions_def=crawl_ranges,
+    group_name="dedup",
+    kinds={"numpy", "parquet"},
+    description="Documents that share a band hash within one range of band hash values, as (doc_key, cluster) "
+    "pairs: every shard's sorted band tables read by byte range, in spans that fit `dedup_memory_mb`.",
+    automation_condition=when_every_shard_ready,
+)
+def duplicate_pairs(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
+    keys = context.partition_key.keys_by_dimension
+    crawl, hash_range = keys["crawl"], keys["range"]
+    try:
+        shards = settings.registry().get(crawl).shard_keys
+        stats = dedup_io.compute_pairs(settings.store(), crawl, shards, settings.minhash_config(), hash_range,
+                                       settings.dedup_memory_mb)
+    except (KeyError, PartitionMissing) as e:
+        raise dg.Failure(description=str(e.args[0] if isinstance(e, KeyError) else e)) from None
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stats["pairs"],
+            "band_rows_read": stats["rows"],
+            "spans": stats["spans"],
+            "largest_span_rows": stats["largest_span_rows"],
+            "memory_mb": settings.dedup_memory_mb,
+        }
+    )
+
+
+@dg.asset(
+    deps=[dg.AssetDep("duplicate_pairs", partition_mapping=BY_CRAWL),
+          dg.AssetDep("minhash_signatures", partition_mapping=BY_CRAWL)],
     partitions_def=crawls,
     group_name="dedup",
     kinds={"polars", "parquet"},
-    description="Near-duplicate clusters of one crawl (FineWeb dedups per dump): shared band bucket -> union-find; "
-    "survivor = earliest date, then smallest id.",
+    description="Near-duplicate clusters of one crawl (FineWeb dedups per dump): the ranges' pairs joined by "
+    "union-find; survivor = earliest date, then smallest id.",
     automation_condition=when_every_shard_ready,
 )
 def duplicate_clusters(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
@@ -145,5 +179,6 @@ def _no_pii_left(store, crawl: str, shard: str) -> list[dg.AssetCheckResult]:
 
 
 DEDUP_SHARD_ASSETS = [minhash_signatures]
+RANGE_ASSETS = [duplicate_pairs]
 CRAWL_ASSETS = [duplicate_clusters]
 CLEAN_ASSETS = [deduplicated, clean_documents]

@@ -10,7 +10,7 @@ import dagster as dg
 from assets_defs.chat_assets import CHAT_DATA_ASSETS, RL_ASSETS, SFT_ASSETS
 from assets_defs.data_assets import DATA_ASSETS
 from assets_defs.rlhf_assets import RLHF_ASSETS
-from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS
+from assets_defs.dedup_assets import CLEAN_ASSETS, CRAWL_ASSETS, DEDUP_SHARD_ASSETS, RANGE_ASSETS
 from assets_defs.token_assets import DATASET_ASSETS, TOKEN_ASSETS
 from assets_defs.training_assets import TRAINING_ASSETS
 
@@ -19,7 +19,7 @@ from assets_defs.training_assets import TRAINING_ASSETS
 class Phase:
     job_name: str
     assets: list[dg.AssetsDefinition]
-    per: str  # "shard": one run per crawl x shard partition; "crawl": one run per crawl; "dataset": one run
+    per: str  # "shard": one run per crawl x shard; "range": per crawl x hash range; "crawl": per crawl; "dataset": one
     description: str
 
     def job(self):
@@ -28,6 +28,7 @@ class Phase:
 
 PHASES = [
     Phase("ingest_job", [*DATA_ASSETS, *DEDUP_SHARD_ASSETS], "shard", "WARC to MinHash signatures for one shard."),
+    Phase("pairs_job", RANGE_ASSETS, "range", "Candidate duplicates of one range of band hash values of a crawl."),
     Phase("cluster_job", CRAWL_ASSETS, "crawl", "Near-duplicate clusters of one crawl."),
     Phase("clean_job", CLEAN_ASSETS, "shard", "Dedup and PII removal for one shard."),
     Phase("tokenizer_job", DATASET_ASSETS, "dataset", "Trains the BPE tokenizer on the clean text of the crawls."),

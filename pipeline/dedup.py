@@ -3,12 +3,17 @@
 Two documents are candidates when all `rows` MinHash values of some band agree (FineWeb: 14 bands x 8 rows, so
 documents of Jaccard similarity 0.8 meet in at least one band with probability ~0.92, at 0.5 with ~0.05).
 Candidates are connected transitively: a cluster is a connected component over every band.
+
+At the scale of a whole dump the work is split by band hash: documents that share a band hash share its value range,
+so each range of hash values (`bucket_range`) is clustered on its own (`cluster` over that range's rows of every
+band), and the ranges' clusters, read as pairs (document, its range's cluster), are joined with union-find over the
+pairs alone (`join_pairs`). The clusters are identical to clustering the whole crawl at once.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import polars as pl
@@ -59,6 +64,41 @@ def _union(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         parent = _compress(parent)
 
 
+BUCKET_BITS = 12  # band hashes are grouped by their top 12 bits: 4,096 buckets, the unit of a range
+BUCKETS = 1 << BUCKET_BITS
+
+
+def bucket_of(hashes: np.ndarray) -> np.ndarray:
+    """The bucket (top BUCKET_BITS bits) of each uint64 band hash."""
+    return (np.asarray(hashes, dtype=np.uint64) >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
+
+
+def bucket_range(index: int, n_ranges: int) -> tuple[int, int]:
+    """[first, end) buckets of range `index` of `n_ranges` equal ranges of band hash values."""
+    if not 0 <= index < n_ranges or BUCKETS % n_ranges:
+        raise ValueError(f"range {index} of {n_ranges}: need 0 <= index < n_ranges and n_ranges dividing {BUCKETS}")
+    width = BUCKETS // n_ranges
+    return index * width, (index + 1) * width
+
+
+def split_buckets(rows: np.ndarray, first: int, end: int, max_rows: int) -> list[tuple[int, int]]:
+    """Consecutive [first, end) bucket spans of `first..end` whose rows stay <= max_rows in every band.
+
+    `rows[b, k]` is the number of rows of band b in bucket first + k. A bucket above max_rows on its own is a span
+    by itself (4,096 buckets: at 3 billion documents a bucket holds ~730,000 rows of a band).
+    """
+    spans, start, total = [], first, np.zeros(rows.shape[0], dtype=np.int64)
+    for k in range(end - first):
+        column = rows[:, k]
+        if k + first > start and (total + column).max() > max_rows:
+            spans.append((start, first + k))
+            start, total = first + k, np.zeros_like(total)
+        total += column
+    if end > start:
+        spans.append((start, end))
+    return spans
+
+
 def cluster(band_table: Callable[[int], pl.DataFrame], n_bands: int) -> pl.DataFrame:
     """doc_key and cluster of every document whose band hash equals another document's in some band.
 
@@ -67,10 +107,15 @@ def cluster(band_table: Callable[[int], pl.DataFrame], n_bands: int) -> pl.DataF
     A cluster is a connected component over all bands, named by its smallest doc_key; singletons are left out.
     Sorted by doc_key.
     """
-    keys = np.zeros(0, dtype=np.int64)  # sorted doc_keys seen in some collision
+    return _components(_band_edges(band_table(b)) for b in range(n_bands))
+
+
+def _components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]]) -> pl.DataFrame:
+    """Connected components of the edges (doc, root) of every set, folded in one set at a time: memory is the
+    union-find state (the doc_keys seen in some edge, and their roots) plus one set of edges."""
+    keys = np.zeros(0, dtype=np.int64)  # sorted doc_keys seen in some edge
     parent = np.zeros(0, dtype=np.int64)  # index into keys of each one's root (its cluster's smallest key)
-    for b in range(n_bands):
-        doc, root = _band_edges(band_table(b))
+    for doc, root in edge_sets:
         if len(doc) == 0:
             continue
         merged = np.union1d(keys, np.concatenate([doc, root]))
@@ -81,6 +126,15 @@ def cluster(band_table: Callable[[int], pl.DataFrame], n_bands: int) -> pl.DataF
     return pl.DataFrame(
         {"doc_key": pl.Series(keys, dtype=pl.Int64), "cluster": pl.Series(keys[parent], dtype=pl.Int64)}
     )
+
+
+def join_pairs(pairs: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """Clusters from (doc_key, cluster) tables of parts of the crawl, each a set of pairs: union-find over the pairs,
+    one table at a time (pass a generator to hold one). Memory is the union-find state of the documents in some pair,
+    whatever the number of documents that were never a candidate. Returns the same columns as `cluster`: every
+    document of a cluster with its smallest doc_key, sorted by doc_key.
+    """
+    return _components((p["doc_key"].to_numpy(), p["cluster"].to_numpy()) for p in pairs)
 
 
 def choose_survivors(df: pl.DataFrame) -> pl.DataFrame:

@@ -1,26 +1,47 @@
-"""Where MinHash deduplication meets storage: band-sharded signatures per shard, clusters per crawl.
+"""Where MinHash deduplication meets storage: sorted band tables per shard, pairs per range of band hash values,
+clusters per crawl.
 
-Signatures are keyed by their config (`minhash_signatures/{crawl}/{shard}/{config key}/`), so signatures from an
-earlier config are never mixed into a clustering run with another. Within a crawl a document is `doc_key =
+Signatures are keyed by their config (`minhash_signatures/{crawl}/{shard}/{config key}.sorted/`), so signatures from
+an earlier config (or the earlier layout) are never mixed into a clustering run with another. `duplicate_pairs` has
+one partition per range of band hash values (N_RANGES), each read from every shard by byte range under a memory
+budget; `duplicate_clusters` joins the ranges' pairs. Within a crawl a document is `doc_key =
 shard_index << 32 | row`, an int64, so the per-crawl step holds 8-16 bytes a document, never its text or id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-from collections import Counter
+import posixpath
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from pipeline.dedup import choose_survivors, cluster, estimate_jaccard, size_histogram
+from pipeline.dedup import (
+    BUCKETS,
+    bucket_of,
+    bucket_range,
+    choose_survivors,
+    cluster,
+    estimate_jaccard,
+    join_pairs,
+    size_histogram,
+    split_buckets,
+)
 from pipeline.minhash import MinHashConfig, MinHasher, band_hashes
-from pipeline.storage import Store
+from pipeline.storage import PartitionMissing, Store
 
 SIGNATURES = "minhash_signatures"
+PAIRS = "duplicate_pairs"
 CLUSTERS = "duplicate_clusters"
+LAYOUT = "sorted"  # the signatures' band tables: sorted by hash, with a bucket index (bands.bin, bands.idx)
+BAND_FILES = ["bands.bin", "bands.idx"]
+N_RANGES = 16  # ranges of band hash values, each its own duplicate_pairs partition
+BYTES_PER_ROW = 64  # peak bytes a (band hash, doc_key) row of one band costs while its range is clustered
+PAIR_SCHEMA = {"doc_key": pl.Int64, "cluster": pl.Int64}
 CRAWL_SHARD = "all"  # the one "shard" of a per-crawl asset's storage
 CLUSTER_SCHEMA = {
     "doc_key": pl.Int64,
@@ -32,16 +53,21 @@ CLUSTER_SCHEMA = {
 
 
 def signature_dir(shard: str, config: MinHashConfig) -> str:
-    return f"{shard}/{config.key()}"
+    return f"{shard}/{config.key()}.{LAYOUT}"
 
 
 def write_signatures(
     store: Store, crawl: str, shard: str, docs: Iterator[pl.DataFrame], config: MinHashConfig
 ) -> dict:
-    """Signs every document of a shard; writes one part per band (band_hash, doc_key) and a `docs` part."""
+    """Signs every document of a shard; writes its sorted band tables (`bands.bin`, `bands.idx`) and a `docs` part.
+
+    `bands.bin` holds, band after band, the shard's band hashes sorted (uint64) then their doc_keys (int64);
+    `bands.idx` (.npy) the row where each bucket of hash values starts in each band, so a range of hash values is
+    one byte range of the file, read without the rest (also from S3).
+    """
     hasher = MinHasher(config)
     shard_index = int(shard)
-    bands: list[list[np.ndarray]] = [[] for _ in range(config.bands)]
+    hashes: list[np.ndarray] = []
     keys: list[np.ndarray] = []
     meta: list[pl.DataFrame] = []
     signatures: list[np.ndarray] = []
@@ -50,22 +76,15 @@ def write_signatures(
         if df.height == 0:
             continue
         sigs = hasher.signatures(df["text"].to_list())
-        hashes = band_hashes(sigs, config)
-        doc_keys = (np.int64(shard_index) << 32) + np.arange(row, row + df.height, dtype=np.int64)
+        hashes.append(band_hashes(sigs, config))
+        keys.append((np.int64(shard_index) << 32) + np.arange(row, row + df.height, dtype=np.int64))
         row += df.height
-        keys.append(doc_keys)
         signatures.append(sigs)
-        for b in range(config.bands):
-            bands[b].append(hashes[:, b])
         meta.append(df.select("id", "date", "url"))
     all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    all_hashes = np.concatenate(hashes) if hashes else np.zeros((0, config.bands), dtype=np.uint64)
     directory = signature_dir(shard, config)
-    parts = []
-    for b in range(config.bands):
-        values = np.concatenate(bands[b]) if bands[b] else np.zeros(0, dtype=np.uint64)
-        table = pl.DataFrame({"band_hash": pl.Series(values, dtype=pl.UInt64), "doc_key": pl.Series(all_keys, dtype=pl.Int64)})
-        store.write_part(SIGNATURES, crawl, directory, f"band-{b:02d}", table)
-        parts.append(f"band-{b:02d}")
+    digest = write_band_tables(store, crawl, directory, all_hashes, all_keys)
     docs_table = (pl.concat(meta) if meta else pl.DataFrame(schema={"id": pl.String, "date": pl.String, "url": pl.String}))
     sig_values = np.concatenate(signatures) if signatures else np.zeros((0, config.bands * config.rows), dtype=np.uint64)
     docs_table = docs_table.with_columns(
@@ -73,9 +92,31 @@ def write_signatures(
         pl.Series("signature", sig_values.tolist(), dtype=pl.List(pl.UInt64)),
     )
     store.write_part(SIGNATURES, crawl, directory, "docs", docs_table)
-    info = {"config": config.as_dict(), "config_hash": config.key(), "stats": {"documents": int(row)}}
-    store.commit(SIGNATURES, crawl, directory, [*parts, "docs"], info)
+    info = {"config": config.as_dict(), "config_hash": config.key(), "bands_sha256": digest,
+            "stats": {"documents": int(row)}}
+    store.commit(SIGNATURES, crawl, directory, ["docs"], info, files=BAND_FILES)
     return {"documents": int(row), "config_key": config.key()}
+
+
+def write_band_tables(store: Store, crawl: str, directory: str, hashes: np.ndarray, keys: np.ndarray) -> str:
+    """Writes `bands.bin` and `bands.idx` of (n, bands) band hashes and their n doc_keys (uncommitted); returns the
+    sha256 of `bands.bin`, for the manifest (the clusters' input fingerprint changes whenever a shard's content does)."""
+    n, n_bands = hashes.shape
+    index = np.zeros((n_bands, BUCKETS + 1), dtype=np.int64)
+    body = io.BytesIO()
+    for b in range(n_bands):
+        order = np.argsort(hashes[:, b], kind="stable")
+        sorted_hashes = hashes[order, b]
+        index[b] = np.searchsorted(bucket_of(sorted_hashes), np.arange(BUCKETS + 1))
+        body.write(sorted_hashes.astype("<u8").tobytes())
+        body.write(keys[order].astype("<i8").tobytes())
+    folder = store.partition_dir(SIGNATURES, crawl, directory)
+    store.write_bytes(posixpath.join(folder, "bands.bin"), body.getvalue())
+    digest = hashlib.sha256(body.getbuffer()).hexdigest()
+    buf = io.BytesIO()
+    np.save(buf, index, allow_pickle=False)
+    store.write_bytes(posixpath.join(folder, "bands.idx"), buf.getvalue())
+    return digest
 
 
 def signatures_fingerprint(store: Store, crawl: str, shards: list[str], config: MinHashConfig) -> str:
@@ -90,16 +131,80 @@ def signatures_fingerprint(store: Store, crawl: str, shards: list[str], config: 
     return digest.hexdigest()[:16]
 
 
-def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHashConfig) -> dict:
-    """Clusters a whole crawl one band at a time and writes the members of every cluster with its survivor."""
+def range_keys() -> list[str]:
+    """The duplicate_pairs partitions of a crawl: ranges of band hash values, named by their first hex digit."""
+    return [f"{i:x}" for i in range(N_RANGES)]
+
+
+@dataclass(frozen=True)
+class ShardBands:
+    """Where one shard's band tables are, and the rows at which each bucket of one range starts in each band."""
+
+    directory: str
+    rows: int  # documents of the shard: rows of each band
+    starts: np.ndarray  # (bands, buckets of the range + 1)
+    first: int  # the range's first bucket
+
+    @classmethod
+    def load(cls, store: Store, crawl: str, directory: str, first: int, end: int) -> ShardBands:
+        index = np.load(io.BytesIO(store.read_file(SIGNATURES, crawl, directory, "bands.idx")), allow_pickle=False)
+        return cls(directory, int(index[0, -1]), index[:, first : end + 1].copy(), first)
+
+    def read(self, store: Store, crawl: str, band: int, first: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """(band hashes, doc_keys) of one band in buckets [first, end): two byte ranges of `bands.bin`."""
+        lo, hi = int(self.starts[band, first - self.first]), int(self.starts[band, end - self.first])
+        if hi == lo:
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        path = posixpath.join(store.partition_dir(SIGNATURES, crawl, self.directory), "bands.bin")
+        start = band * 16 * self.rows
+        hashes = store.fs.cat_file(path, start + 8 * lo, start + 8 * hi)
+        keys = store.fs.cat_file(path, start + 8 * (self.rows + lo), start + 8 * (self.rows + hi))
+        return np.frombuffer(hashes, dtype="<u8").astype(np.uint64), np.frombuffer(keys, dtype="<i8").astype(np.int64)
+
+
+def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashConfig, range_key: str,
+                  memory_mb: int) -> dict:
+    """Clusters the documents that collide in one range of band hash values; writes them as (doc_key, cluster) pairs.
+
+    The range is read in spans of buckets whose rows of any one band stay within `memory_mb` (at BYTES_PER_ROW),
+    one band of one span at a time, from every shard's `bands.bin` by byte range: memory is bounded by the budget,
+    not by the crawl's size (plus the range's pairs, and 2 KB a shard of bucket index).
+    """
     fingerprint = signatures_fingerprint(store, crawl, shards, config)
+    first, end = bucket_range(int(range_key, 16), N_RANGES)
+    bands = [ShardBands.load(store, crawl, signature_dir(s, config), first, end) for s in shards]
+    rows = sum((np.diff(sb.starts, axis=1) for sb in bands), np.zeros((config.bands, end - first), dtype=np.int64))
+    max_rows = memory_mb * 2**20 // BYTES_PER_ROW
+    spans = split_buckets(rows, first, end, max_rows)
+    found = []
+    for lo, hi in spans:
+        def band_table(b: int, lo=lo, hi=hi) -> pl.DataFrame:
+            pieces = [sb.read(store, crawl, b, lo, hi) for sb in bands]
+            return pl.DataFrame({
+                "band_hash": np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, dtype=np.uint64),
+                "doc_key": np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, dtype=np.int64),
+            })
 
-    def band_table(b: int) -> pl.DataFrame:
-        return pl.concat(
-            [store.read_part(SIGNATURES, crawl, signature_dir(s, config), f"band-{b:02d}") for s in shards]
-        )
+        found.append(cluster(band_table, config.bands))
+    pairs = join_pairs(found).filter(pl.col("doc_key") != pl.col("cluster")).cast(PAIR_SCHEMA)
+    store.write_part(PAIRS, crawl, range_key, "pairs", pairs)
+    span_rows = [int(rows[:, s - first : e - first].sum(axis=1).max()) for s, e in spans]
+    stats = {"rows": int(rows.sum()), "spans": len(spans), "largest_span_rows": max(span_rows, default=0),
+             "pairs": pairs.height}
+    info = {"config": config.as_dict(), "config_hash": config.key(), "inputs": fingerprint, "buckets": [first, end],
+            "memory_mb": memory_mb, "stats": stats}
+    store.commit(PAIRS, crawl, range_key, ["pairs"], info)
+    return stats
 
-    members = cluster(band_table, config.bands)  # doc_key, cluster
+
+def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHashConfig) -> dict:
+    """Joins the pairs of every range into clusters and writes the members of every cluster with its survivor."""
+    fingerprint = signatures_fingerprint(store, crawl, shards, config)
+    for key in range_keys():
+        if store.manifest(PAIRS, crawl, key)["inputs"] != fingerprint:
+            raise PartitionMissing(f"duplicate_pairs crawl={crawl!r} range={key!r} was made from other signatures "
+                                   "than the shards' current ones: materialize it again")
+    members = join_pairs(store.read_part(PAIRS, crawl, key, "pairs") for key in range_keys())  # doc_key, cluster
     docs = _docs(store, crawl, shards, config, members["doc_key"])
     table = choose_survivors(members.join(docs.select("doc_key", "id", "date"), on="doc_key"))
     table = table.select(list(CLUSTER_SCHEMA)).cast(CLUSTER_SCHEMA).sort("doc_key")
@@ -133,13 +238,12 @@ def duplicates_in_shard(store: Store, crawl: str, shard: str) -> dict[str, str]:
 
 def _docs(store: Store, crawl: str, shards: list[str], config: MinHashConfig, keys: pl.Series) -> pl.DataFrame:
     """The docs parts of the shards, filtered to `keys` (cluster members only)."""
-    wanted = set(keys.to_list())
-    by_shard: Counter = Counter(k >> 32 for k in wanted)
+    wanted = set((keys // (1 << 32)).unique().to_list())
     frames = []
     for shard in shards:
-        if by_shard[int(shard)]:
+        if int(shard) in wanted:
             docs = store.read_part(SIGNATURES, crawl, signature_dir(shard, config), "docs")
-            frames.append(docs.filter(pl.col("doc_key").is_in(list(wanted))))
+            frames.append(docs.filter(pl.col("doc_key").is_in(keys.implode())))
     if not frames:
         return pl.DataFrame(schema={"id": pl.String, "date": pl.String, "url": pl.String, "doc_key": pl.Int64,
                                     "signature": pl.List(pl.UInt64)})

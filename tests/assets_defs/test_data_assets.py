@@ -31,11 +31,13 @@ def test_definitions_load():
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {
         "warc_records", "url_filtered", "extracted_text", "language_filtered", "quality_filtered",
-        "minhash_signatures", "duplicate_clusters", "deduplicated", "clean_documents", "tokenizer", "token_shards",
+        "minhash_signatures", "duplicate_pairs", "duplicate_clusters", "deduplicated", "clean_documents", "tokenizer",
+        "token_shards",
         "base_model", "search_index", "knowledge_probe", "sft_conversations", "sft_model", "rl_model",
         "preference_rankings", "reward_model", "rlhf_model",
     }
-    for job in ("ingest_job", "cluster_job", "clean_job", "tokenizer_job", "tokens_job", "pretrain_job", "rlhf_job"):
+    for job in ("ingest_job", "pairs_job", "cluster_job", "clean_job", "tokenizer_job", "tokens_job", "pretrain_job",
+                "rlhf_job"):
         assert defs.resolve_job_def(job) is not None
     assert defs.resolve_sensor_def("crawl_sensor") is not None
 
