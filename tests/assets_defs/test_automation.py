@@ -191,3 +191,24 @@ def test_the_definitions_automate_the_data_graph_and_leave_training_manual():
             ("base_model", "beats_unigram"), ("sft_model", "learned_the_format"),
             ("rl_model", "no_worse_than_sft")} <= blocking
     assert ("base_model", "still_improving") not in blocking  # a plateau is worth a look, not a stop
+
+
+def test_the_automation_sensor_requests_a_new_shards_stages_as_one_run(tmp_path, dagster_instance, monkeypatch,
+                                                                       good_page):
+    """The sensor of the Definitions, as the code server evaluates it: one run a shard, its six ingest stages."""
+    from assets_defs.automation import automation_sensor
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_warc(src / "f0.warc.gz", [{"url": "https://a.org/0", "body": good_page}])
+    settings = PipelineConfig(data_root=str(tmp_path / "data"))
+    settings.registry().add("web", str(src))
+    monkeypatch.setenv("CRAWL2CHAT_DATA_ROOT", settings.data_root)
+    _register(dagster_instance, settings)
+
+    context = dg.build_sensor_context(instance=dagster_instance, repository_def=defs.get_repository_def())
+    (request,) = automation_sensor(context).run_requests
+    assert request.partition_key == "web|00000"
+    assert sorted(k.to_user_string() for k in request.asset_selection) == sorted(
+        ["warc_records", "url_filtered", "extracted_text", "language_filtered", "quality_filtered",
+         "minhash_signatures"])
