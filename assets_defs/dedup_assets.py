@@ -8,7 +8,7 @@ from functools import lru_cache
 import dagster as dg
 import polars as pl
 
-from assets_defs.automation import SHARD_BACKFILL, when_every_shard_ready, when_upstream_updated_and_checks_passed
+from assets_defs.automation import when_every_shard_ready, when_upstream_updated_and_checks_passed
 from assets_defs.partitions import crawl_and_shard, crawl_ranges, crawl_shards, crawls
 from assets_defs.resources import PipelineConfig
 from assets_defs.stage_asset import run_stage, shard_asset
@@ -34,7 +34,6 @@ with warnings.catch_warnings():  # beta, and the mappings that say "every shard 
     kinds={"datasketch", "parquet"},
     description="Word 5-gram MinHash signatures (14 bands x 8 rows), written one file per band, keyed by config.",
     automation_condition=when_upstream_updated_and_checks_passed,
-    backfill_policy=SHARD_BACKFILL,
 )
 def minhash_signatures(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl, shard = crawl_and_shard(context)

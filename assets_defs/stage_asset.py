@@ -4,7 +4,7 @@ import base64
 
 import dagster as dg
 
-from assets_defs.automation import SHARD_BACKFILL, on_new_shard, when_upstream_updated_and_checks_passed
+from assets_defs.automation import on_new_shard, when_upstream_updated_and_checks_passed
 from assets_defs.partitions import crawl_and_shard, crawl_shards
 from assets_defs.resources import PipelineConfig
 from pipeline.documents import CLEAN_SCHEMA, DOC_SCHEMA, RECORD_SCHEMA
@@ -56,7 +56,6 @@ def shard_asset(name: str, deps: list, description: str, extra_checks: list[dg.A
         kinds={"polars", "parquet"},
         pool=pool,
         automation_condition=when_upstream_updated_and_checks_passed if deps else on_new_shard,
-        backfill_policy=SHARD_BACKFILL,
     )
 
 

@@ -3,7 +3,7 @@ pipeline.tokenizer."""
 
 import dagster as dg
 
-from assets_defs.automation import SHARD_BACKFILL, once_when_every_shard_ready, when_upstream_updated_and_checks_passed
+from assets_defs.automation import once_when_every_shard_ready, when_upstream_updated_and_checks_passed
 from assets_defs.partitions import crawl_and_shard, crawl_shards
 from assets_defs.resources import PipelineConfig
 from pipeline import token_io
@@ -87,7 +87,6 @@ def _longest_tokens(tok, n: int = 10) -> str:
     group_name="tokens",
     kinds={"tiktoken", "numpy"},
     automation_condition=when_upstream_updated_and_checks_passed,
-    backfill_policy=SHARD_BACKFILL,
     description="Each clean document as <|endoftext|> + its tokens, in little-endian uint16 (uint32 above 65,536 "
     "tokens) .bin files with an index of offsets and token counts.",
     check_specs=[
