@@ -9,8 +9,6 @@ Every condition but the root's holds while any upstream *blocking* check failed 
 data does not flow on. Failed runs are not retried: a condition fires once per change ("since last handled").
 """
 
-import os
-
 import dagster as dg
 
 from assets_defs.resources import PipelineConfig
@@ -34,7 +32,7 @@ class ShardOfItsCrawl(dg.AutomationCondition):
         dims = getattr(context.partitions_def, "partition_dimension_names", [])
         if dims != ["crawl", "shard"]:
             return dg.AutomationResult(context, true_subset=candidates)
-        registry = PipelineConfig(data_root=os.environ.get("CRAWL2CHAT_DATA_ROOT", "data")).registry()
+        registry = PipelineConfig(data_root=dg.EnvVar("CRAWL2CHAT_DATA_ROOT").get_value("data")).registry()
         shards_of = {name: set(registry.get(name).shard_keys) for name in registry.names()}
         keep = set()
         for key in candidates.expensively_compute_partition_keys():
