@@ -5,8 +5,9 @@ and launches the runs. Automation reaches `token_shards`: WARC -> clean_document
 every shard has its signatures, the first tokenizer, token shards. Training (base_model and after) costs GPU hours
 and stays a person's decision: those assets have no condition and are launched from the UI or `crawl2chat run`.
 
-Every condition but the root's holds while any upstream *blocking* check failed on the partition it reads, so bad
-data does not flow on. Failed runs are not retried: a condition fires once per change ("since last handled").
+Every condition but the root's stays false while a *blocking* check failed on an upstream partition it reads, so bad
+data does not flow on. A failed run is not retried on its own, and an upstream change is acted on once ("since last
+handled").
 """
 
 import dagster as dg
