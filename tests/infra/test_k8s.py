@@ -321,7 +321,7 @@ def test_the_helm_values_name_what_exists():
     assert DEPLOYMENT["dagsterApiGrpcArgs"] == ["-m", PYPROJECT["tool"]["dagster"]["module_name"]]
     # every sensor, job or schedule the file names, comments included, is one the Definitions have
     names = set(re.findall(r"\b[a-z][a-z0-9_]*_(?:sensor|job|schedule)\b", VALUES_TEXT))
-    assert "crawl_sensor" in names
+    assert {"crawl_sensor", "automation_sensor"} <= names
     known = {s.name for s in defs.sensors or []} | {j.name for j in defs.jobs or []} | {
         s.name for s in defs.schedules or []}
     assert names <= known, f"values.yaml names {sorted(names - known)}, which the Definitions do not have"
