@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +40,18 @@ PAIRS = "duplicate_pairs"
 CLUSTERS = "duplicate_clusters"
 LAYOUT = "sorted"  # the signatures' band tables: sorted by hash, with a bucket index (bands.bin, bands.idx)
 BAND_FILES = ["bands.bin", "bands.idx"]
-N_RANGES = 16  # ranges of band hash values, each its own duplicate_pairs partition
+
+
+def _ranges_from_env() -> int:
+    """CRAWL2CHAT_DEDUP_RANGES: how many duplicate_pairs partitions (parallel pods) a crawl's clustering has."""
+    value = os.environ.get("CRAWL2CHAT_DEDUP_RANGES", "16")
+    n = int(value) if value.isdigit() else 0
+    if not 1 <= n <= BUCKETS or n & (n - 1):
+        raise ValueError(f"CRAWL2CHAT_DEDUP_RANGES must be a power of two from 1 to {BUCKETS}, got {value!r}")
+    return n
+
+
+N_RANGES = _ranges_from_env()  # ranges of band hash values, each its own duplicate_pairs partition
 BYTES_PER_ROW = 64  # peak bytes a (band hash, doc_key) row of one band costs while its range is clustered
 PAIR_SCHEMA = {"doc_key": pl.Int64, "cluster": pl.Int64}
 CRAWL_SHARD = "all"  # the one "shard" of a per-crawl asset's storage
@@ -133,7 +145,16 @@ def signatures_fingerprint(store: Store, crawl: str, shards: list[str], config: 
 
 def range_keys() -> list[str]:
     """The duplicate_pairs partitions of a crawl: ranges of band hash values, named by their first hex digit."""
-    return [f"{i:x}" for i in range(N_RANGES)]
+    width = len(f"{N_RANGES - 1:x}")
+    return [f"{i:0{width}x}" for i in range(N_RANGES)]
+
+
+def range_buckets(range_key: str) -> tuple[int, int]:
+    """[first, end) buckets of a duplicate_pairs partition."""
+    keys = range_keys()
+    if range_key not in keys:
+        raise ValueError(f"range {range_key!r} is not one of the {N_RANGES} ranges (CRAWL2CHAT_DEDUP_RANGES)")
+    return bucket_range(keys.index(range_key), N_RANGES)
 
 
 @dataclass(frozen=True)
@@ -171,7 +192,7 @@ def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashCo
     not by the crawl's size (plus the range's pairs, and 2 KB a shard of bucket index).
     """
     fingerprint = signatures_fingerprint(store, crawl, shards, config)
-    first, end = bucket_range(int(range_key, 16), N_RANGES)
+    first, end = range_buckets(range_key)
     bands = [ShardBands.load(store, crawl, signature_dir(s, config), first, end) for s in shards]
     rows = sum((np.diff(sb.starts, axis=1) for sb in bands), np.zeros((config.bands, end - first), dtype=np.int64))
     max_rows = memory_mb * 2**20 // BYTES_PER_ROW
@@ -201,9 +222,13 @@ def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHas
     """Joins the pairs of every range into clusters and writes the members of every cluster with its survivor."""
     fingerprint = signatures_fingerprint(store, crawl, shards, config)
     for key in range_keys():
-        if store.manifest(PAIRS, crawl, key)["inputs"] != fingerprint:
+        made = store.manifest(PAIRS, crawl, key)
+        if made["inputs"] != fingerprint:
             raise PartitionMissing(f"duplicate_pairs crawl={crawl!r} range={key!r} was made from other signatures "
                                    "than the shards' current ones: materialize it again")
+        if made["buckets"] != list(range_buckets(key)):
+            raise PartitionMissing(f"duplicate_pairs crawl={crawl!r} range={key!r} was made with another number of "
+                                   "ranges (CRAWL2CHAT_DEDUP_RANGES): materialize every range again")
     members = join_pairs(store.read_part(PAIRS, crawl, key, "pairs") for key in range_keys())  # doc_key, cluster
     docs = _docs(store, crawl, shards, config, members["doc_key"])
     table = choose_survivors(members.join(docs.select("doc_key", "id", "date"), on="doc_key"))

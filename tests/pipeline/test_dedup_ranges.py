@@ -3,6 +3,10 @@ budget, and the ranges' pairs joined into exactly the clusters of clustering the
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import polars as pl
 import pytest
@@ -99,3 +103,14 @@ def test_bucket_range_covers_every_bucket_once():
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     with pytest.raises(ValueError, match="dividing"):
         bucket_range(0, 3)
+
+
+def test_a_bad_number_of_ranges_fails_at_load_naming_the_variable():
+    assert dedup_io.N_RANGES == int(os.environ["CRAWL2CHAT_DEDUP_RANGES"]) == len(dedup_io.range_keys())
+    for bad in ("3", "0", "many", "8192"):
+        env = {**os.environ, "CRAWL2CHAT_DEDUP_RANGES": bad}
+        out = subprocess.run([sys.executable, "-c", "import pipeline.dedup_io"], env=env, capture_output=True, text=True)
+        assert out.returncode != 0 and f"CRAWL2CHAT_DEDUP_RANGES must be a power of two from 1 to 4096, got {bad!r}" \
+            in out.stderr
+    with pytest.raises(ValueError, match="not one of the"):
+        dedup_io.range_buckets("zz")
