@@ -81,15 +81,9 @@ def child(args) -> dict:
     store, shards = Store(args.root), shard_names(args.shards)
     start = time.perf_counter()
     if args.child == "join":
-        n_pairs = [0]
-
-        def pairs():
-            for key in dedup_io.range_keys():
-                part = store.read_part(dedup_io.PAIRS, CRAWL, key, "pairs")
-                n_pairs[0] += part.height
-                yield part
-
-        members = join_pairs(pairs())
+        keys = dedup_io.range_keys()
+        members = join_pairs(lambda i: store.read_part(dedup_io.PAIRS, CRAWL, keys[i], "pairs"), len(keys))
+        n_pairs = [sum(store.manifest(dedup_io.PAIRS, CRAWL, key)["stats"]["pairs"] for key in keys)]
         result = {"pairs": n_pairs[0], "documents_in_clusters": members.height,
                   "clusters": members["cluster"].n_unique()}
         members.write_parquet(f"{args.root}/joined.parquet")

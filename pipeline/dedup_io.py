@@ -207,7 +207,7 @@ def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashCo
             })
 
         found.append(cluster(band_table, config.bands))
-    pairs = join_pairs(found).filter(pl.col("doc_key") != pl.col("cluster")).cast(PAIR_SCHEMA)
+    pairs = join_pairs(found.__getitem__, len(found)).filter(pl.col("doc_key") != pl.col("cluster")).cast(PAIR_SCHEMA)
     store.write_part(PAIRS, crawl, range_key, "pairs", pairs)
     span_rows = [int(rows[:, s - first : e - first].sum(axis=1).max()) for s, e in spans]
     stats = {"rows": int(rows.sum()), "spans": len(spans), "largest_span_rows": max(span_rows, default=0),
@@ -229,7 +229,8 @@ def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHas
         if made["buckets"] != list(range_buckets(key)):
             raise PartitionMissing(f"duplicate_pairs crawl={crawl!r} range={key!r} was made with another number of "
                                    "ranges (CRAWL2CHAT_DEDUP_RANGES): materialize every range again")
-    members = join_pairs(store.read_part(PAIRS, crawl, key, "pairs") for key in range_keys())  # doc_key, cluster
+    keys = range_keys()
+    members = join_pairs(lambda i: store.read_part(PAIRS, crawl, keys[i], "pairs"), len(keys))  # doc_key, cluster
     docs = _docs(store, crawl, shards, config, members["doc_key"])
     table = choose_survivors(members.join(docs.select("doc_key", "id", "date"), on="doc_key"))
     table = table.select(list(CLUSTER_SCHEMA)).cast(CLUSTER_SCHEMA).sort("doc_key")

@@ -81,7 +81,7 @@ def test_ranges_joined_give_the_clusters_of_the_whole_crawl(tmp_path, memory_mb)
         assert min(s["spans"] for s in stats) > 1
         assert max(s["largest_span_rows"] for s in stats) <= memory_mb * 2**20 // dedup_io.BYTES_PER_ROW
     pairs = [store.read_part(dedup_io.PAIRS, "c", key, "pairs") for key in dedup_io.range_keys()]
-    joined, expected = join_pairs(pairs), whole_crawl_clusters(shards)
+    joined, expected = join_pairs(pairs.__getitem__, len(pairs)), whole_crawl_clusters(shards)
     assert joined.equals(expected)
     assert expected.height > 2000 and expected["cluster"].n_unique() > 300
     assert expected.group_by("cluster").len()["len"].max() > 30  # a chain spans shards, bands and ranges
