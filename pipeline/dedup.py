@@ -42,7 +42,11 @@ def _band_edges(table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _unique(values: np.ndarray) -> np.ndarray:
     """The sorted distinct values. numpy 2.4's np.unique (so union1d) takes ~90x longer than this sort and mask
     (5.5 s against 0.06 s for 5M int64)."""
-    values = np.sort(values)
+    return _distinct(np.sort(values))
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array."""
     return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
 
 
@@ -162,7 +166,7 @@ def join_pairs(pair_table: Callable[[int], pl.DataFrame], n_tables: int) -> pl.D
         merged = np.concatenate([keys, found])
         del keys, found
         merged.sort(kind="stable")  # two sorted runs: timsort merges them in linear time, in place
-        keys = merged[np.concatenate(([True], merged[1:] != merged[:-1]))]
+        keys = _distinct(merged)
         del merged
     parent = np.arange(len(keys), dtype=np.int64)  # roots stay the smallest index, so the smallest key
     for i in range(n_tables):

@@ -87,6 +87,18 @@ def test_ranges_joined_give_the_clusters_of_the_whole_crawl(tmp_path, memory_mb)
     assert expected.group_by("cluster").len()["len"].max() > 30  # a chain spans shards, bands and ranges
 
 
+def test_ranges_with_no_rows_or_no_collisions_give_empty_pairs(tmp_path):
+    empty = pl.DataFrame(schema={"doc_key": pl.Int64, "cluster": pl.Int64})
+    assert join_pairs(lambda i: empty, 3).equals(empty) and join_pairs(lambda i: empty, 0).equals(empty)
+    shards = [np.zeros((0, CONFIG.bands), dtype=np.uint64), planted_bands(1, 40, seed=5)[0]]  # an empty shard
+    store = store_with(tmp_path, shards)
+    stats = [dedup_io.compute_pairs(store, "c", ["00000", "00001"], CONFIG, key, 64) for key in dedup_io.range_keys()]
+    assert sum(s["rows"] for s in stats) == 40 * CONFIG.bands
+    for key in dedup_io.range_keys():
+        pairs = store.read_part(dedup_io.PAIRS, "c", key, "pairs")
+        assert pairs.schema == dict(dedup_io.PAIR_SCHEMA)
+
+
 def test_clusters_refuse_pairs_made_from_other_signatures(tmp_path):
     shards = planted_bands(2, 500, seed=3)
     store = store_with(tmp_path, shards)
@@ -109,7 +121,8 @@ def test_a_bad_number_of_ranges_fails_at_load_naming_the_variable():
     assert dedup_io.N_RANGES == int(os.environ["CRAWL2CHAT_DEDUP_RANGES"]) == len(dedup_io.range_keys())
     for bad in ("3", "0", "many", "8192"):
         env = {**os.environ, "CRAWL2CHAT_DEDUP_RANGES": bad}
-        out = subprocess.run([sys.executable, "-c", "import pipeline.dedup_io"], env=env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", "import pipeline.dedup_io"], env=env, capture_output=True,
+                             text=True)
         assert out.returncode != 0 and f"CRAWL2CHAT_DEDUP_RANGES must be a power of two from 1 to 4096, got {bad!r}" \
             in out.stderr
     with pytest.raises(ValueError, match="not one of the"):
