@@ -90,7 +90,8 @@ def main() -> None:
             start = time.perf_counter()
             run_seconds[name] = sum(pool.map(_run, [(name, k) for k in keys], chunksize=1))
             walls[name] = time.perf_counter() - start
-            print(f"{name}: {len(keys)} runs, {walls[name]:.1f} s wall, {run_seconds[name]:.1f} run-seconds", flush=True)
+            print(f"{name}: {len(keys)} runs, {walls[name]:.1f} s wall, {run_seconds[name]:.1f} run-seconds",
+                  flush=True)
     finally:
         pool.close()
         pool.join()
@@ -103,13 +104,15 @@ def main() -> None:
     measured = sum(walls.values()) * args.workers
     in_runs = sum(run_seconds.values())
     result = {
-        "machine": machine(), "shards": len(shards), "files_per_shard": args.files_per_shard, "workers": args.workers, "documents": documents,
+        "machine": machine(), "shards": len(shards), "files_per_shard": args.files_per_shard,
+        "workers": args.workers, "documents": documents,
         "model_core_seconds": model, "model_total": sum(model.values()), "wall": walls,
         "run_seconds": run_seconds, "worker_seconds": measured, "rates": RATES,
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"scale_sim_{len(shards)}x{args.files_per_shard}.json").write_text(json.dumps(result, indent=1))
-    print(f"{len(shards)} shards, {documents['warc_records']:,} pages, {args.workers} workers: {sum(walls.values()):.0f} s "
+    print(f"{len(shards)} shards, {documents['warc_records']:,} pages, {args.workers} workers: "
+          f"{sum(walls.values()):.0f} s "
           f"wall = {measured:.0f} worker-seconds ({in_runs:.0f} inside runs); the plan's model predicts "
           f"{sum(model.values()):.0f} core-seconds of stage work: measured / model = "
           f"{measured / sum(model.values()):.2f}")

@@ -97,8 +97,10 @@ def write_signatures(
     all_hashes = np.concatenate(hashes) if hashes else np.zeros((0, config.bands), dtype=np.uint64)
     directory = signature_dir(shard, config)
     digest = write_band_tables(store, crawl, directory, all_hashes, all_keys)
-    docs_table = (pl.concat(meta) if meta else pl.DataFrame(schema={"id": pl.String, "date": pl.String, "url": pl.String}))
-    sig_values = np.concatenate(signatures) if signatures else np.zeros((0, config.bands * config.rows), dtype=np.uint64)
+    empty = pl.DataFrame(schema={"id": pl.String, "date": pl.String, "url": pl.String})
+    docs_table = pl.concat(meta) if meta else empty
+    width = config.bands * config.rows
+    sig_values = np.concatenate(signatures) if signatures else np.zeros((0, width), dtype=np.uint64)
     docs_table = docs_table.with_columns(
         pl.Series("doc_key", all_keys, dtype=pl.Int64),
         pl.Series("signature", sig_values.tolist(), dtype=pl.List(pl.UInt64)),
@@ -112,7 +114,8 @@ def write_signatures(
 
 def write_band_tables(store: Store, crawl: str, directory: str, hashes: np.ndarray, keys: np.ndarray) -> str:
     """Writes `bands.bin` and `bands.idx` of (n, bands) band hashes and their n doc_keys (uncommitted); returns the
-    sha256 of `bands.bin`, for the manifest (the clusters' input fingerprint changes whenever a shard's content does)."""
+    sha256 of `bands.bin`, for the manifest: the clusters' input fingerprint changes whenever a shard's content does.
+    """
     n, n_bands = hashes.shape
     index = np.zeros((n_bands, BUCKETS + 1), dtype=np.int64)
     body = io.BytesIO()
