@@ -181,8 +181,9 @@ class ShardBands:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
         path = posixpath.join(store.partition_dir(SIGNATURES, crawl, self.directory), "bands.bin")
         start = band * 16 * self.rows
-        hashes = store.fs.cat_file(path, start + 8 * lo, start + 8 * hi)
-        keys = store.fs.cat_file(path, start + 8 * (self.rows + lo), start + 8 * (self.rows + hi))
+        # by keyword: s3fs's cat_file takes a version_id before start and end
+        hashes = store.fs.cat_file(path, start=start + 8 * lo, end=start + 8 * hi)
+        keys = store.fs.cat_file(path, start=start + 8 * (self.rows + lo), end=start + 8 * (self.rows + hi))
         return np.frombuffer(hashes, dtype="<u8").astype(np.uint64), np.frombuffer(keys, dtype="<i8").astype(np.int64)
 
 
