@@ -21,9 +21,13 @@ def test_base_model_over_stderr_records_every_checkpoint(sample_run, tmp_path, d
     shutil.copytree(sample_run / "data" / "tokenizer", data / "tokenizer")
     shutil.copytree(sample_run / "data" / "token_shards", data / "token_shards")
     pretrain = PretrainConfig(depth=1, seq_len=64, max_steps=30, warmup_steps=3, eval_every=10, checkpoint_every=10)
-    result = dg.materialize([base_model], instance=dagster_instance, resources={
+    result = dg.materialize([base_model], instance=dagster_instance, raise_on_error=False, resources={
         "settings": PipelineConfig(data_root=str(data)), "pretrain": pretrain, "pipes": PipesStderrClient()})
-    assert result.success
+    # 30 steps of a 1-layer model do not beat the unigram baseline: its blocking check fails the step, after the run
+    # has reported every checkpoint (the protocol under test)
+    (check,) = dagster_instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("base_model"), "beats_unigram"), limit=1)
+    assert check.status.value in ("SUCCEEDED", "FAILED") and result.success == (check.status.value == "SUCCEEDED")
     records = dagster_instance.fetch_materializations(dg.AssetKey("base_model"), limit=10).records
     steps = sorted(r.asset_materialization.metadata["step"].value for r in records)
     assert steps == [10, 20, 30]  # every checkpoint's message came through the log stream intact

@@ -12,10 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from assets_defs.graph import ALL_ASSETS
+from assets_defs.partitions import crawl_shards
+from pipeline.dedup_io import N_RANGES
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = '{ assetNodes { assetKey { path } } }'
@@ -117,8 +118,9 @@ def test_the_ui_shows_the_sample_runs_lineage_in_chromium_under_the_name_crawl2c
         assert all(n in catalog for n in names), [n for n in names if n not in catalog]
         unpartitioned = [a for a in ALL_ASSETS if a.partitions_def is None]
         assert catalog.count("Materialized") >= len(unpartitioned)  # every one-off asset shows its materialization
-        sharded = [a for a in ALL_ASSETS if isinstance(a.partitions_def, dg.MultiPartitionsDefinition)]
+        sharded = [a for a in ALL_ASSETS if a.partitions_def == crawl_shards]
         assert catalog.count("8 partitions") == len(sharded) == 9  # and each shard asset the sample's 8 shards
+        assert catalog.count(f"{N_RANGES} partitions") >= 1  # duplicate_pairs: the crawl's ranges of band hashes
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
