@@ -2,8 +2,11 @@
 person has ranked anything (issue 12: the goal is >= 0.85 on the held-out side).
 
 Four kinds, each pair (prompt, chosen, rejected) built from training/sft_data.py's generators:
-- correct_vs_wrong: a two-digit sum worked digit by digit, against the same working with a wrong total (the steps
-  say 8 and 3, the last sentence 93): a program checks it, the reward model has to read the working.
+- correct_vs_wrong: a two-digit sum worked digit by digit, against either the same working with a wrong total (the
+  steps say 8 and 3, the last sentence 93) or, one pair in two, a working with a wrong step whose total follows from
+  it ("Ones: 3 + 3 = 6. Tens: 1 + 3 = 4. So 12 + 33 = 46."): a program checks it, the reward model has to
+  check each step, not only that the total agrees with the working. Without the second form, RLHF against the
+  reward model learned exactly that wrong-but-consistent working (bench/BENCHMARKS.md, issue 12).
 - answer_vs_refusal: a question the assistant can answer (who it is, a sum) answered, against "I don't know".
 - refusal_vs_invention: a question about an invented person or place answered "I don't know", against a confident
   invented answer (the seeds' hallucination): the same refusal that loses above wins here, so a reward model that
@@ -47,6 +50,31 @@ def wrong_total(rng: random.Random, reply: str) -> str:
     return TOTAL.sub(f"= {max(wrong, 0) if wrong != total else total + 1}.", reply)
 
 
+def wrong_working(rng: random.Random, question: str) -> str:
+    """A two-digit sum's working with one step wrong (a digit of the question miscopied, or a sum off by 1-3), the
+    carry and the total following from it: consistent with itself, wrong about the numbers."""
+    a, b = (int(x) for x in question.removeprefix("What is ").rstrip("?").split(" + "))
+    while True:
+        digits = [a % 10, b % 10, a // 10, b // 10]  # the ones, then the tens, as the working copies them
+        off_ones = off_tens = 0
+        way = rng.randrange(3)
+        if way == 0:
+            i = rng.randrange(4)
+            digits[i] = rng.choice([d for d in range(1 if i >= 2 else 0, 10) if d != digits[i]])
+        elif way == 1:
+            off_ones = rng.choice((-3, -2, -1, 1, 2, 3))
+        else:
+            off_tens = rng.choice((-2, -1, 1, 2))
+        ones, tens = digits[0] + digits[1] + off_ones, digits[2] + digits[3] + off_tens
+        carry = ones // 10
+        total = (tens + carry) * 10 + ones % 10
+        if 0 <= ones <= 18 and tens >= 1 and total != a + b:
+            break
+    return (f"Ones: {digits[0]} + {digits[1]} = {ones}" + (f", write {ones % 10} and carry 1. " if carry else ". ")
+            + f"Tens: {digits[2]} + {digits[3]}" + (" + 1" if carry else "") + f" = {tens + carry}. "
+            + f"So {a} + {b} = {total}.")
+
+
 def invention(rng: random.Random, question: str) -> str:
     found = NAME_IN_QUESTION.search(question)
     subject = found.group(1) if found else "It"
@@ -76,9 +104,10 @@ def synthetic_pairs(seed: int, per_kind: int, split: str) -> list[dict]:
     """`per_kind` pairs of each kind, from `split`'s side of the generators; the same for the same arguments."""
     rng = random.Random(f"preferences-{seed}-{split}")
     out = []
-    for item in sums(rng, per_kind, split):
-        out.append(pair("correct_vs_wrong", item, item["messages"][1]["content"],
-                        wrong_total(rng, item["messages"][1]["content"])))
+    for i, item in enumerate(sums(rng, per_kind, split)):
+        right = item["messages"][1]["content"]
+        worse = wrong_working(rng, item["messages"][0]["content"]) if i % 2 else wrong_total(rng, right)
+        out.append(pair("correct_vs_wrong", item, right, worse))
     answerable = identity(rng, per_kind - per_kind // 2, split) + sums(rng, per_kind // 2, split)
     for item in answerable:
         out.append(pair("answer_vs_refusal", item, item["messages"][1]["content"], rng.choice(REFUSALS)))

@@ -4,6 +4,7 @@ preferences and resumes to the weights of an uninterrupted one."""
 from __future__ import annotations
 
 import random
+import re
 import shutil
 from collections import Counter
 
@@ -21,23 +22,35 @@ from training.synthetic_preferences import KINDS, REFUSALS, degenerate, syntheti
 
 def test_the_synthetic_set_pairs_a_better_answer_a_program_knows_with_a_worse_one():
     pairs = synthetic_set(0, 30, 6)
+    forms = Counter()
     assert Counter((p["kind"], p["split"]) for p in pairs) == {
         **{(k, TRAIN): 30 for k in KINDS}, **{(k, HELD_OUT): 6 for k in KINDS}}
     assert all(p["chosen"] != p["rejected"] for p in pairs)
     train_prompts = {p["prompt"] for p in pairs if p["split"] == TRAIN}
     assert not {p["prompt"] for p in pairs if p["split"] == HELD_OUT} & train_prompts  # other numbers, names, words
     for p in pairs:
-        if p["kind"] == "correct_vs_wrong":  # the same working, another total
+        if p["kind"] == "correct_vs_wrong":  # the same working and another total, or a wrong step followed through
             a, b = (int(x) for x in p["prompt"].removeprefix("What is ").rstrip("?").split(" + "))
             assert p["chosen"].endswith(f"= {a + b}.") and not p["rejected"].endswith(f"= {a + b}.")
-            assert p["chosen"].rsplit("So", 1)[0] == p["rejected"].rsplit("So", 1)[0]
+            same_working = p["chosen"].rsplit("So", 1)[0] == p["rejected"].rsplit("So", 1)[0]
+            forms[same_working] += 1
+            if not same_working:
+                assert steps_agree_with_total(p["rejected"]) and steps_agree_with_total(p["chosen"])
         elif p["kind"] == "answer_vs_refusal":
             assert p["rejected"] in REFUSALS and "don't know" not in p["chosen"]
         elif p["kind"] == "refusal_vs_invention":  # the refusal wins here: liking or disliking refusals is not enough
             assert "I don't know" in p["chosen"] and "don't know" not in p["rejected"]
             name = p["prompt"].split(" born")[0].split()[-2:] if "born" in p["prompt"] else None
             assert name is None or " ".join(name) in p["rejected"]  # about the invented person, confidently
+    assert forms[True] == forms[False] == 18  # half of 30 + 6 each way
     assert synthetic_set(0, 30, 6) == pairs and synthetic_set(1, 30, 6) != pairs  # one set a seed
+
+
+def steps_agree_with_total(reply: str) -> bool:
+    """Whether a worked sum's total is what its own steps say (right or wrong about the question's numbers)."""
+    ones = int(re.search(r"Ones: \d \+ \d = (\d+)", reply).group(1))
+    tens = int(re.search(r"Tens: [\d +]+ = (\d+)\.", reply).group(1))
+    return reply.endswith(f"= {tens * 10 + ones % 10}.")
 
 
 def test_wrong_totals_and_degenerate_replies_are_made_from_the_right_one():
