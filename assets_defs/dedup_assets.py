@@ -50,6 +50,15 @@ def minhash_signatures(context: dg.AssetExecutionContext, settings: PipelineConf
     )
 
 
+def _over_crawl(settings: PipelineConfig, crawl: str, work):
+    """work(store, crawl, its shards, the MinHash config); an unknown crawl or a missing upstream partition fails the
+    step with its message."""
+    try:
+        return work(settings.store(), crawl, settings.registry().get(crawl).shard_keys, settings.minhash_config())
+    except (KeyError, PartitionMissing) as e:
+        raise dg.Failure(description=str(e.args[0] if isinstance(e, KeyError) else e)) from None
+
+
 @dg.asset(
     deps=[dg.AssetDep("minhash_signatures", partition_mapping=EVERY_SHARD)],
     partitions_def=crawl_ranges,
@@ -62,12 +71,8 @@ def minhash_signatures(context: dg.AssetExecutionContext, settings: PipelineConf
 def duplicate_pairs(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension
     crawl, hash_range = keys["crawl"], keys["range"]
-    try:
-        shards = settings.registry().get(crawl).shard_keys
-        stats = dedup_io.compute_pairs(settings.store(), crawl, shards, settings.minhash_config(), hash_range,
-                                       settings.dedup_memory_mb)
-    except (KeyError, PartitionMissing) as e:
-        raise dg.Failure(description=str(e.args[0] if isinstance(e, KeyError) else e)) from None
+    stats = _over_crawl(settings, crawl, lambda *args: dedup_io.compute_pairs(*args, hash_range,
+                                                                            settings.dedup_memory_mb))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": stats["pairs"],
@@ -91,11 +96,7 @@ def duplicate_pairs(context: dg.AssetExecutionContext, settings: PipelineConfig)
 )
 def duplicate_clusters(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl = context.partition_key
-    try:
-        shards = settings.registry().get(crawl).shard_keys
-        stats = dedup_io.compute_clusters(settings.store(), crawl, shards, settings.minhash_config())
-    except (KeyError, PartitionMissing) as e:
-        raise dg.Failure(description=str(e.args[0] if isinstance(e, KeyError) else e)) from None
+    stats = _over_crawl(settings, crawl, dedup_io.compute_clusters)
     histogram = "\n".join(f"| {size} | {n} |" for size, n in stats["size_histogram"].items())
     examples = "\n".join(f"| {p['jaccard']} | {p['kept']} | {p['dropped']} |" for p in stats["examples"])
     return dg.MaterializeResult(

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# 4 duplicate_pairs partitions a crawl, not 16: the same code, a quarter of the in-process runs per crawl (tests and
+# 2 duplicate_pairs partitions a crawl, not 16: the same code, an eighth of the in-process runs per crawl (tests and
 # the processes they start read it; `make run` keeps the default)
-os.environ.setdefault("CRAWL2CHAT_DEDUP_RANGES", "4")
+os.environ.setdefault("CRAWL2CHAT_DEDUP_RANGES", "2")
 
 import pytest
 import torch
