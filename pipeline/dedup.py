@@ -70,22 +70,6 @@ def _compress(parent: np.ndarray) -> np.ndarray:
         parent = grand
 
 
-def _union(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Merges the trees of every edge (u, v) of a compressed forest whose roots are their trees' smallest index.
-
-    Each round hooks the larger root of every unjoined edge under the smaller one (the smallest wins where
-    several edges hook the same root), then compresses; roots stay the smallest index of their tree.
-    """
-    while True:
-        ru, rv = parent[u], parent[v]
-        apart = ru != rv
-        if not apart.any():
-            return parent
-        ru, rv = ru[apart], rv[apart]
-        np.minimum.at(parent, np.maximum(ru, rv), np.minimum(ru, rv))
-        parent = _compress(parent)
-
-
 BUCKET_BITS = 12  # band hashes are grouped by their top 12 bits: 4,096 buckets, the unit of a range
 BUCKETS = 1 << BUCKET_BITS
 
@@ -144,7 +128,7 @@ def _components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]]) -> pl.DataFr
         # old roots keep their relative order in the merged keys, so roots stay the smallest of their tree
         new_parent = np.arange(len(merged), dtype=np.int64)
         new_parent[_positions(merged, keys)] = _positions(merged, keys[parent])
-        keys, parent = merged, _union(new_parent, _positions(merged, doc), _positions(merged, root))
+        keys, parent = merged, _compress(_hook(new_parent, _positions(merged, doc), _positions(merged, root)))
     return pl.DataFrame(
         {"doc_key": pl.Series(keys, dtype=pl.Int64), "cluster": pl.Series(keys[parent], dtype=pl.Int64)}
     )
@@ -181,9 +165,10 @@ def join_pairs(pair_table: Callable[[int], pl.DataFrame], n_tables: int) -> pl.D
 
 
 def _hook(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Joins the trees of every edge (u, v), following pointers for the edges' ends only (not compressing the whole
-    forest each round, as `_union` does): the cost is in the edges, not in the documents. Roots stay the smallest
-    index of their tree. Modifies and returns `parent`, a forest that need not be compressed."""
+    """Joins the trees of every edge (u, v): each round hooks the larger root of every unjoined edge under the smaller
+    one (the smallest wins where several edges hook the same root), following pointers for the edges' ends only, so
+    the cost is in the edges, not in the documents. Roots stay the smallest index of their tree. Modifies and
+    returns `parent`, a forest that need not be compressed (`_compress` it after)."""
     while len(u):
         ru, rv = _find(parent, u), _find(parent, v)
         apart = ru != rv
