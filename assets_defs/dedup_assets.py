@@ -90,13 +90,14 @@ def duplicate_pairs(context: dg.AssetExecutionContext, settings: PipelineConfig)
     partitions_def=crawls,
     group_name="dedup",
     kinds={"polars", "parquet"},
-    description="Near-duplicate clusters of one crawl (FineWeb dedups per dump): the ranges' pairs joined by "
-    "union-find; survivor = earliest date, then smallest id.",
+    description="Near-duplicate clusters of one crawl (FineWeb dedups per dump): the ranges' pairs joined on local "
+    "disk within `dedup_memory_mb` (Large-Star/Small-Star); survivor = earliest date, then smallest id; one part a "
+    "shard.",
     automation_condition=when_every_shard_ready,
 )
 def duplicate_clusters(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
     crawl = context.partition_key
-    stats = _over_crawl(settings, crawl, dedup_io.compute_clusters)
+    stats = _over_crawl(settings, crawl, lambda *args: dedup_io.compute_clusters(*args, settings.dedup_memory_mb))
     histogram = "\n".join(f"| {size} | {n} |" for size, n in stats["size_histogram"].items())
     examples = "\n".join(f"| {p['jaccard']} | {p['kept']} | {p['dropped']} |" for p in stats["examples"])
     return dg.MaterializeResult(

@@ -226,7 +226,11 @@ def _size_bucket(size: int) -> tuple[int, str]:
     return 1001, ">1000"
 
 
-def size_histogram(sizes: list[int]) -> dict[str, int]:
-    """Cluster size -> number of clusters, smallest first; sizes above 10 in "11-100", "101-1000", ">1000"."""
-    counts = Counter(_size_bucket(size) for size in sizes)
+def size_histogram(sizes: Iterable[int] | Counter[int]) -> dict[str, int]:
+    """Cluster size -> number of clusters, smallest first; sizes above 10 in "11-100", "101-1000", ">1000".
+
+    `sizes`: each cluster's size, or a Counter of clusters by size."""
+    counts: Counter[tuple[int, str]] = Counter()
+    for size, n in (sizes if isinstance(sizes, Counter) else Counter(sizes)).items():
+        counts[_size_bucket(size)] += n
     return {label: counts[(low, label)] for low, label in sorted(counts)}

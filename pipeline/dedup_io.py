@@ -13,8 +13,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import posixpath
+import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,6 +35,7 @@ from pipeline.dedup import (
     size_histogram,
     split_buckets,
 )
+from pipeline.components import PairFiles, connected_components, file_of
 from pipeline.minhash import MinHashConfig, MinHasher, band_hashes
 from pipeline.storage import PartitionMissing, Store
 
@@ -53,8 +57,10 @@ def _ranges_from_env() -> int:
 
 N_RANGES = _ranges_from_env()  # ranges of band hash values, each its own duplicate_pairs partition
 BYTES_PER_ROW = 64  # peak bytes a (band hash, doc_key) row of one band costs while its range is clustered
+BYTES_PER_MEMBER = 400  # peak bytes a cluster member (doc_key, cluster, id, date) costs while its survivor is chosen
 PAIR_SCHEMA = {"doc_key": pl.Int64, "cluster": pl.Int64}
 CRAWL_SHARD = "all"  # the one "shard" of a per-crawl asset's storage
+MEMBER_SCHEMA = {"doc_key": pl.Int64, "cluster": pl.Int64, "id": pl.String, "date": pl.String}
 CLUSTER_SCHEMA = {
     "doc_key": pl.Int64,
     "id": pl.String,
@@ -222,10 +228,20 @@ def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashCo
     return stats
 
 
-def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHashConfig) -> dict:
-    """Joins the pairs of every range into clusters and writes the members of every cluster with its survivor."""
+def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHashConfig, memory_mb: float,
+                     workdir: str | None = None) -> dict:
+    """Joins the pairs of every range into clusters and writes the members of every cluster with its survivor, one
+    part a shard (named by the shard; empty when none of its documents is a duplicate).
+
+    Every step holds at most ~`memory_mb`, or one shard: the components are found on local disk
+    (`connected_components`, under `workdir` or TMPDIR: ~64 bytes a pair); the members go to files by shard, get their
+    id and date from each shard's docs one shard at a time, go to files by cluster, where each file's survivors are
+    chosen, and back to files by shard, each written as its part. The stats are summed file by file.
+    """
     fingerprint = signatures_fingerprint(store, crawl, shards, config)
-    for key in range_keys():
+    keys = range_keys()
+    n_pairs = 0
+    for key in keys:
         made = store.manifest(PAIRS, crawl, key)
         if made["inputs"] != fingerprint:
             raise PartitionMissing(f"duplicate_pairs crawl={crawl!r} range={key!r} was made from other signatures "
@@ -233,24 +249,43 @@ def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHas
         if made["buckets"] != list(range_buckets(key)):
             raise PartitionMissing(f"duplicate_pairs crawl={crawl!r} range={key!r} was made with another number of "
                                    "ranges (CRAWL2CHAT_DEDUP_RANGES): materialize every range again")
-    keys = range_keys()
-    members = join_pairs(lambda i: store.read_part(PAIRS, crawl, keys[i], "pairs"), len(keys))  # doc_key, cluster
-    docs = _docs(store, crawl, shards, config, members["doc_key"])
-    table = choose_survivors(members.join(docs.select("doc_key", "id", "date"), on="doc_key"))
-    table = table.select(list(CLUSTER_SCHEMA)).cast(CLUSTER_SCHEMA).sort("doc_key")
-    store.write_part(CLUSTERS, crawl, CRAWL_SHARD, "clusters", table)
+        n_pairs += made["stats"]["pairs"]
+    position = {int(s): i for i, s in enumerate(shards)}
+    with tempfile.TemporaryDirectory(prefix="duplicate_clusters-", dir=workdir) as tmp:
+        tables = (store.read_part(PAIRS, crawl, key, "pairs") for key in keys)
+        found = connected_components(((t["doc_key"].to_numpy(), t["cluster"].to_numpy()) for t in tables), n_pairs,
+                                     os.path.join(tmp, "edges"), memory_mb)
+        by_shard = PairFiles(os.path.join(tmp, "members"), max(len(shards), 1))
+        for members, roots in found.labels():
+            by_shard.append(members, roots, _shard_positions(members, position))
+        found.stars.remove()
+        n_files = max(1, math.ceil(by_shard.bytes() // 16 * BYTES_PER_MEMBER / (memory_mb * 2**20)))
+        by_cluster = _FrameFiles(os.path.join(tmp, "clusters"), n_files, MEMBER_SCHEMA)
+        for i, shard in enumerate(shards):
+            members, roots = by_shard.read(i)
+            if len(members):
+                wanted = pl.DataFrame({"doc_key": members, "cluster": roots})
+                docs = _read_docs(store, crawl, shard, config, ["doc_key", "id", "date"], members)
+                members = wanted.join(docs, on="doc_key").select(list(MEMBER_SCHEMA)).cast(MEMBER_SCHEMA)
+                by_cluster.append(members, file_of(members["cluster"].to_numpy(), n_files))
+        by_shard.remove()
+        chosen = _FrameFiles(os.path.join(tmp, "chosen"), max(len(shards), 1), CLUSTER_SCHEMA)
+        stats = ClusterStats()
+        for i in range(n_files):
+            table = choose_survivors(by_cluster.read(i)).select(list(CLUSTER_SCHEMA)).cast(CLUSTER_SCHEMA)
+            stats.add(table)
+            chosen.append(table, _shard_positions(table["doc_key"].to_numpy(), position))
+        for i, shard in enumerate(shards):
+            table = chosen.read(i).sort("doc_key")
+            store.write_part(CLUSTERS, crawl, CRAWL_SHARD, shard, table)
     n_docs = sum(store.manifest(SIGNATURES, crawl, signature_dir(s, config))["stats"]["documents"] for s in shards)
-    sizes = table.group_by("cluster").len()["len"].to_list()
-    stats = {
-        "documents": n_docs,
-        "clusters": len(sizes),
-        "documents_in_clusters": table.height,
-        "removed": int((~table["is_survivor"]).sum()),
-        "size_histogram": size_histogram(sizes),
-        "examples": _example_pairs(table, docs),
-    }
-    info = {"config": config.as_dict(), "config_hash": config.key(), "inputs": fingerprint, "shards": shards, "stats": stats}
-    store.commit(CLUSTERS, crawl, CRAWL_SHARD, ["clusters"], info)
+    examples = _example_pairs(store, crawl, shards, config, stats.examples)
+    stats = {"documents": n_docs, **stats.as_dict(), "examples": examples,
+             "join": {"rounds": found.rounds, "files": found.files, "peak_disk_bytes": found.peak_disk_bytes,
+                      "member_files": n_files}}
+    info = {"config": config.as_dict(), "config_hash": config.key(), "inputs": fingerprint, "shards": shards,
+            "memory_mb": memory_mb, "stats": stats}
+    store.commit(CLUSTERS, crawl, CRAWL_SHARD, shards, info)
     return stats
 
 
@@ -260,35 +295,96 @@ def clusters_fingerprint(store: Store, crawl: str) -> str:
 
 
 def duplicates_in_shard(store: Store, crawl: str, shard: str) -> dict[str, str]:
-    """id -> survivor id, for the documents of one shard that lose to another member of their cluster."""
-    table = store.read_part(CLUSTERS, crawl, CRAWL_SHARD, "clusters")
-    losers = table.filter(~pl.col("is_survivor") & ((pl.col("doc_key") // (1 << 32)) == int(shard)))
+    """id -> survivor id, for the documents of one shard that lose to another member of their cluster: the shard's
+    own part, never the whole crawl's."""
+    if shard not in store.parts(CLUSTERS, crawl, CRAWL_SHARD):
+        raise PartitionMissing(f"duplicate_clusters crawl={crawl!r} has no part for shard {shard!r} (made before the "
+                               "shard was, or in the one-table layout): materialize it again")
+    losers = store.read_part(CLUSTERS, crawl, CRAWL_SHARD, shard).filter(~pl.col("is_survivor"))
     return dict(zip(losers["id"], losers["survivor_id"]))
 
 
-def _docs(store: Store, crawl: str, shards: list[str], config: MinHashConfig, keys: pl.Series) -> pl.DataFrame:
-    """The docs parts of the shards, filtered to `keys` (cluster members only)."""
-    wanted = set((keys // (1 << 32)).unique().to_list())
-    frames = []
-    for shard in shards:
-        if int(shard) in wanted:
-            docs = store.read_part(SIGNATURES, crawl, signature_dir(shard, config), "docs")
-            frames.append(docs.filter(pl.col("doc_key").is_in(keys.implode())))
-    if not frames:
-        return pl.DataFrame(schema={"id": pl.String, "date": pl.String, "url": pl.String, "doc_key": pl.Int64,
-                                    "signature": pl.List(pl.UInt64)})
-    return pl.concat(frames)
+def _shard_positions(doc_keys: np.ndarray, position: dict[int, int]) -> np.ndarray:
+    """The index in the crawl's shard list of each doc_key's shard (doc_key >> 32)."""
+    numbers = np.array(sorted(position), dtype=np.int64)
+    found = np.searchsorted(numbers, doc_keys >> 32)
+    if len(doc_keys) and (found.max() >= len(numbers) or np.any(numbers[found] != doc_keys >> 32)):
+        raise ValueError(f"doc_keys of shards not in {sorted(position)[:5]}...: the pairs and shards disagree")
+    return np.array([position[int(s)] for s in numbers], dtype=np.int64)[found]
 
 
-def _example_pairs(table: pl.DataFrame, docs: pl.DataFrame, n: int = 5) -> list[dict]:
-    """A few (survivor, duplicate) pairs with their estimated Jaccard similarity, for a person to check."""
-    urls = dict(zip(docs["doc_key"], docs["url"]))
-    sigs = dict(zip(docs["doc_key"], docs["signature"]))
-    survivor_key = dict(zip(table.filter(pl.col("is_survivor"))["cluster"], table.filter(pl.col("is_survivor"))["doc_key"]))
+def _read_docs(store: Store, crawl: str, shard: str, config: MinHashConfig, columns: list[str],
+               doc_keys: np.ndarray) -> pl.DataFrame:
+    """`columns` of a shard's docs part (read alone: the signatures are ~900 bytes a document), rows of `doc_keys`."""
+    path = posixpath.join(store.partition_dir(SIGNATURES, crawl, signature_dir(shard, config)), "part-docs.parquet")
+    with store.fs.open(path, "rb") as f:
+        docs = pl.read_parquet(f, columns=columns)
+    return docs.filter(pl.col("doc_key").is_in(pl.Series(doc_keys, dtype=pl.Int64).implode()))
+
+
+class _FrameFiles:
+    """N local files of polars frames, appended to by row and read back one file at a time (Arrow IPC, each append
+    one length-prefixed stream)."""
+
+    def __init__(self, folder: str, n: int, schema: dict):
+        os.makedirs(folder, exist_ok=True)
+        self.folder, self.n, self.schema = folder, n, schema
+
+    def append(self, df: pl.DataFrame, files: np.ndarray) -> None:
+        for (i,), part in df.with_columns(_file=pl.Series(files)).partition_by("_file", as_dict=True).items():
+            buf = io.BytesIO()
+            part.drop("_file").write_ipc_stream(buf)
+            with open(os.path.join(self.folder, f"{i:05d}.arrows"), "ab") as f:
+                f.write(len(buf.getbuffer()).to_bytes(8, "little"))
+                f.write(buf.getbuffer())
+
+    def read(self, i: int) -> pl.DataFrame:
+        path = os.path.join(self.folder, f"{i:05d}.arrows")
+        if not os.path.exists(path):
+            return pl.DataFrame(schema=self.schema)
+        frames = []
+        with open(path, "rb") as f:
+            while size := int.from_bytes(f.read(8), "little"):
+                frames.append(pl.read_ipc_stream(io.BytesIO(f.read(size))))
+        return pl.concat(frames) if frames else pl.DataFrame(schema=self.schema)
+
+
+class ClusterStats:
+    """The manifest's stats, summed over files that each hold whole clusters (doc_key, cluster, is_survivor)."""
+
+    def __init__(self, n_examples: int = 5):
+        self.sizes: Counter[int] = Counter()
+        self.members = self.removed = 0
+        self.n_examples = n_examples
+        self.examples = pl.DataFrame(schema={"doc_key": pl.Int64, "survivor": pl.Int64})  # smallest losers
+
+    def add(self, table: pl.DataFrame) -> None:
+        self.sizes.update(table.group_by("cluster").len()["len"].to_list())
+        self.members += table.height
+        self.removed += int((~table["is_survivor"]).sum())
+        survivors = table.filter(pl.col("is_survivor")).select("cluster", survivor="doc_key")
+        losers = table.filter(~pl.col("is_survivor")).sort("doc_key").head(self.n_examples)
+        found = losers.join(survivors, on="cluster").select("doc_key", "survivor")
+        self.examples = pl.concat([self.examples, found]).sort("doc_key").head(self.n_examples)
+
+    def as_dict(self) -> dict:
+        return {"clusters": self.sizes.total(), "documents_in_clusters": self.members, "removed": self.removed,
+                "size_histogram": size_histogram(self.sizes)}
+
+
+def _example_pairs(store: Store, crawl: str, shards: list[str], config: MinHashConfig,
+                   examples: pl.DataFrame) -> list[dict]:
+    """(survivor, duplicate) pairs (doc_key, survivor) with their estimated Jaccard similarity, for a person to check:
+    the url and signature of each read from its shard's docs."""
+    keys = np.concatenate([examples["doc_key"].to_numpy(), examples["survivor"].to_numpy()])
+    wanted = {int(k) >> 32 for k in keys}
+    columns = ["doc_key", "url", "signature"]
+    docs = [_read_docs(store, crawl, s, config, columns, keys) for s in shards if int(s) in wanted]
+    docs = pl.concat(docs) if docs else pl.DataFrame()
+    urls = dict(zip(docs["doc_key"], docs["url"])) if docs.height else {}
+    sigs = dict(zip(docs["doc_key"], docs["signature"])) if docs.height else {}
     pairs = []
-    for row in table.filter(~pl.col("is_survivor")).head(n).iter_rows(named=True):
-        keep = survivor_key[row["cluster"]]
-        jaccard = estimate_jaccard(np.array(sigs[keep], dtype=np.uint64), np.array(sigs[row["doc_key"]], dtype=np.uint64))
-        pairs.append({"kept": urls[keep], "dropped": urls[row["doc_key"]], "jaccard": round(float(jaccard), 3)})
+    for drop, keep in examples.iter_rows():
+        jaccard = estimate_jaccard(np.array(sigs[keep], dtype=np.uint64), np.array(sigs[drop], dtype=np.uint64))
+        pairs.append({"kept": urls[keep], "dropped": urls[drop], "jaccard": round(float(jaccard), 3)})
     return pairs
-

@@ -106,7 +106,7 @@ def test_clusters_refuse_pairs_made_from_other_signatures(tmp_path):
         dedup_io.compute_pairs(store, "c", ["00000", "00001"], CONFIG, key, 64)
     store = store_with(tmp_path, planted_bands(2, 500, seed=4))  # the shards were signed again, differently
     with pytest.raises(PartitionMissing, match="range='0' was made from other signatures"):
-        dedup_io.compute_clusters(store, "c", ["00000", "00001"], CONFIG)
+        dedup_io.compute_clusters(store, "c", ["00000", "00001"], CONFIG, 64)
 
 
 def test_bucket_range_covers_every_bucket_once():
