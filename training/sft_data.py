@@ -60,12 +60,24 @@ UNKNOWN_TEMPLATES = (
     ("What is {place} famous for?", "I don't know anything about {place}, so I can't say what it is famous for."),
 )
 IDK = "I don't know"
-FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrased apart, as identity's
+FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrased apart, as identity's. Many
+    # training phrasings, so that the model learns to find the letter or number wherever the question puts it: with
+    # seven of each, held-out follow-ups copied the first turn's letter or operand instead (BENCHMARKS.md)
     TRAIN: {"letter": ("And the letter {letter}?", "And how many {letter}'s?", "Same word, letter {letter}?",
-                       "Now count the {letter}'s.", "How about {letter}?", 'And "{letter}"?', 'Now "{letter}".'),
+                       "Now count the {letter}'s.", "How about {letter}?", 'And "{letter}"?', 'Now "{letter}".',
+                       'How many "{letter}" are there?', 'And the "{letter}"s?', 'Count "{letter}" in it too.',
+                       'Same question for "{letter}".', "Now do the letter {letter}.", 'Now do "{letter}".',
+                       'How often does "{letter}" appear in it?', "And {letter}?", 'Try "{letter}" next.',
+                       'How many times does "{letter}" occur there?', "Now the letter {letter}, please.",
+                       'Also count "{letter}".', 'And for "{letter}"?', "{letter} now.", 'Then "{letter}"?'),
             "add": ("Now add {extra} to that.", "And that plus {extra}?", "Plus {extra}?", "Increase it by {extra}.",
-                    "What do you get if you add {extra}?")},
-    HELD_OUT: {"letter": ('What about "{letter}"?',), "add": ("Add {extra} to the result.",)},
+                    "What do you get if you add {extra}?", "Take that and add {extra}.", "That number plus {extra}?",
+                    "Now plus {extra}.", "And if I add {extra}?", "Then add {extra}.", "{extra} more?",
+                    "Add another {extra}.", "What's the total with {extra} added?", "Sum that with {extra}.",
+                    "Raise that by {extra}.", "Can you add {extra} to this?", "Now {extra} more, please.",
+                    "Put {extra} on top of it.", "And with {extra} added?", "Okay, plus {extra}?")},
+    HELD_OUT: {"letter": ('What about "{letter}"?', 'Next: "{letter}".', 'Count "{letter}" the same way.'),
+               "add": ("Add {extra} to the result.", "What is the result plus {extra}?", "Go up by {extra}.")},
 }
 
 Tool = Callable[[str], str]
@@ -140,8 +152,9 @@ def crawl_words(passages: Iterable[dict], limit: int = 5000) -> list[str]:
 def unknown(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
     items = []
     for _ in range(n):
-        person, place = _draw(rng, split, lambda: (f"{_invented(rng).title()} {_invented(rng).title()}",
-                                                   _invented(rng, 3).title()))
+        # each name on the split's side by itself: a question names only one of them
+        person = _draw(rng, split, lambda: (f"{_invented(rng).title()} {_invented(rng).title()}",))[0]
+        place = _draw(rng, split, lambda: (_invented(rng, 3).title(),))[0]
         question, reply = rng.choice(UNKNOWN_TEMPLATES)
         items.append(_item("unknown", [_user(question.format(person=person, place=place)),
                                        _assistant(reply.format(person=person, place=place))], IDK, split))
@@ -152,8 +165,7 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, 
     """Questions whose answer is in a passage of the corpus: the assistant searches for the passage's longest words
     and answers with the first sentence of what came back. `passages`: dicts with "url" and "text"."""
     items = []
-    mine = [p for p in passages if split_of(p["text"]) == split]
-    for passage in rng.sample(mine, len(mine)):  # passages in random order until n questions are made
+    for passage in rng.sample(passages, len(passages)):  # passages in random order until n questions are made
         if len(items) == n:
             break
         words = [w.strip(".,:;()\"'") for w in passage["text"].split()]
@@ -161,6 +173,8 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, 
         if len(words) < 3:
             continue
         query = " ".join(sorted(set(words), key=lambda w: (-len(w), w))[:3])
+        if split_of(query) != split:  # keyed by the query: two passages can give the same one
+            continue
         result = search_tool(query)
         found = _first_sentence(result)
         if not found:

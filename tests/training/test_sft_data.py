@@ -95,6 +95,21 @@ def test_held_out_items_ask_no_question_trained_on(counts):
     assert sft_data.shared_questions(train, held_out) == set()
 
 
+def test_held_out_questions_share_no_invented_name_or_search_query_with_training():
+    # a question names one invented person or place, and two passages can give the same search query: each is
+    # keyed on its own (at 600 unknowns, keying the pair let "What is the capital of Nexketzor?" land on both sides)
+    items = sft_data.unknown(random.Random(0), 540, sft_data.TRAIN) + sft_data.unknown(random.Random(1), 60,
+                                                                                        sft_data.HELD_OUT)
+    assert sft_data.shared_questions(items[:540], items[540:]) == set()
+    docs = [(f"v{i}", f"https://example.org/v{i}", f"Rotating journald keeps {i} logfiles.") for i in range(60)]
+    index = SearchIndex.build(docs)  # 60 passages, one query: "Rotating journald logfiles"
+    passages = [{"url": u, "text": t} for u, t in zip(index.passages["url"], index.passages["text"])]
+    splits = {split: sft_data.search(random.Random(0), 5, passages, search_tool(index), split)
+              for split in (sft_data.TRAIN, sft_data.HELD_OUT)}
+    assert len(splits[sft_data.TRAIN]) + len(splits[sft_data.HELD_OUT]) == 5  # the query falls on one side only
+    assert splits[sft_data.split_of("Rotating journald logfiles")]
+
+
 def test_held_out_letter_counting_asks_about_words_never_trained_on():
     items = sft_data.mixture(3, {"letter_counting": 300}, generator_python_tool)
     words = {split: {re.search(r'" ?(\w+)"\.count', it["messages"][1]["content"][0]["text"]).group(1)
