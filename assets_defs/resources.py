@@ -66,8 +66,9 @@ class PipelineConfig(dg.ConfigurableResource):
     minhash_rows: int = Field(default=8, ge=1, description="Rows a band (FineWeb: 8); permutations = bands x rows.")
     minhash_seed: int = 1
     dedup_memory_mb: int = Field(
-        default=1024, ge=16, description="Memory budget of one duplicate_pairs step: a range of band hashes is read "
-        "in spans whose rows fit it (~64 bytes a row of a band)."
+        default=1024, ge=16, description="Memory budget of one duplicate_pairs step (a range of band hashes is read "
+        "in spans whose rows fit it, ~64 bytes a row of a band) and of duplicate_clusters' join (edge files on local "
+        "disk that each fit it, ~112 bytes an edge)."
     )
     pii_spacy_model: str | None = Field(default=None, description="An installed spaCy model for PERSON/LOCATION.")
     pii_score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Presidio findings below it are kept.")

@@ -1,17 +1,21 @@
 """Dedup clustering at dump scale: ranges of band hash values under a memory budget, against clustering in one process.
 
     .venv/bin/python -m bench.bench_cluster_scale [--docs 100000000] [--shards 100] [--memory-mb 1024]
-        [--reference] [--root DIR] [--keep]
+        [--join-memory-mb MB ...] [--reference] [--root DIR] [--keep] [--join-only]
 
 Writes a synthetic crawl of `--docs` documents as `--shards` shards of real sorted band tables (14 bands; the layout
 `minhash_signatures` writes: bands.bin + bands.idx), with 10% near-duplicates that share each band with a random
 other document with probability 0.4 (chains across shards). Then, each in a fresh process (as each would be its own
 pod), with its time and peak RSS (VmHWM):
   - `duplicate_pairs` for each of the 16 ranges (pipeline.dedup_io.compute_pairs under --memory-mb);
-  - the join of the ranges' pairs into clusters (pipeline.dedup.join_pairs);
-  - with --reference, today's one-process path as the reference: `cluster()` over each whole band of the crawl
-    (every shard's band read and concatenated), asserted to give identical clusters.
-The disk needs 16 bytes a document a band (22 GB at 100M documents); the data is deleted unless --keep.
+  - the join of the ranges' pairs into clusters on disk under each --join-memory-mb (duplicate_clusters' join:
+    pipeline.components.connected_components, then its labels written by shard), with its rounds and disk bytes;
+  - the in-memory union-find over the same pairs (pipeline.dedup.join_pairs, the join before), asserted to give
+    identical clusters;
+  - with --reference, the one-process path: `cluster()` over each whole band of the crawl (every shard's band read
+    and concatenated), asserted to give identical clusters too.
+The disk needs 16 bytes a document a band (22 GB at 100M documents); the data is deleted unless --keep, and
+--join-only reruns the joins on a kept crawl.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -29,6 +34,7 @@ from tqdm import tqdm
 
 from bench.common import OUT, machine
 from pipeline import dedup_io
+from pipeline.components import PairFiles, connected_components
 from pipeline.dedup import cluster, join_pairs
 from pipeline.minhash import MinHashConfig, _fmix64
 from pipeline.storage import Store
@@ -80,13 +86,33 @@ def child(args) -> dict:
     """One step in this fresh process: its seconds and peak RSS (MB)."""
     store, shards = Store(args.root), shard_names(args.shards)
     start = time.perf_counter()
-    if args.child == "join":
-        keys = dedup_io.range_keys()
+    keys = dedup_io.range_keys()
+
+    def pair_tables():
+        for key in keys:
+            table = store.read_part(dedup_io.PAIRS, CRAWL, key, "pairs")
+            yield table["doc_key"].to_numpy(), table["cluster"].to_numpy()
+
+    if args.child == "join":  # as compute_clusters: components on disk, their labels to files by shard
+        n_pairs = sum(store.manifest(dedup_io.PAIRS, CRAWL, key)["stats"]["pairs"] for key in keys)
+        with tempfile.TemporaryDirectory(dir=args.root) as tmp:
+            found = connected_components(pair_tables(), n_pairs, f"{tmp}/edges", args.memory_mb)
+            by_shard = PairFiles(f"{tmp}/members", args.shards)
+            for members, roots in found.labels():
+                by_shard.append(members, roots, members >> 32)
+            found.stars.remove()
+            n_clusters = 0
+            for s in range(args.shards):  # the labels, kept for the checks (not part of the join's memory)
+                members, roots = by_shard.read(s)
+                n_clusters += int((members == roots).sum())
+                pl.DataFrame({"doc_key": members, "cluster": roots}).write_parquet(f"{args.root}/joined-{s}.parquet")
+        result = {"pairs": n_pairs, "documents_in_clusters": int(by_shard.rows.sum()), "clusters": n_clusters,
+                  "rounds": found.rounds, "files": found.files, "peak_disk_bytes": found.peak_disk_bytes}
+    elif args.child == "union_find":
         members = join_pairs(lambda i: store.read_part(dedup_io.PAIRS, CRAWL, keys[i], "pairs"), len(keys))
-        n_pairs = [sum(store.manifest(dedup_io.PAIRS, CRAWL, key)["stats"]["pairs"] for key in keys)]
-        result = {"pairs": n_pairs[0], "documents_in_clusters": members.height,
-                  "clusters": members["cluster"].n_unique()}
-        members.write_parquet(f"{args.root}/joined.parquet")
+        seconds = time.perf_counter() - start
+        joined = pl.read_parquet(f"{args.root}/joined-*.parquet").sort("doc_key")
+        result = {"documents_in_clusters": members.height, "identical": members.equals(joined), "seconds": seconds}
     elif args.child == "reference":
         def band_table(b: int) -> pl.DataFrame:
             pieces = []
@@ -97,16 +123,17 @@ def child(args) -> dict:
                                  "doc_key": np.concatenate([p[1] for p in pieces])})
 
         members = cluster(band_table, CONFIG.bands)
-        joined = pl.read_parquet(f"{args.root}/joined.parquet")
-        result = {"documents_in_clusters": members.height, "identical": members.equals(joined)}
+        seconds = time.perf_counter() - start
+        joined = pl.read_parquet(f"{args.root}/joined-*.parquet").sort("doc_key")
+        result = {"documents_in_clusters": members.height, "identical": members.equals(joined), "seconds": seconds}
     else:
         result = dedup_io.compute_pairs(store, CRAWL, shards, CONFIG, args.child, args.memory_mb)
-    return {**result, "seconds": time.perf_counter() - start, "peak_rss_mb": _kib("VmHWM") / 1024}
+    return {"seconds": time.perf_counter() - start, **result, "peak_rss_mb": _kib("VmHWM") / 1024}
 
 
-def run_child(args, step: str) -> dict:
+def run_child(args, step: str, memory_mb: float | None = None) -> dict:
     command = [sys.executable, "-m", "bench.bench_cluster_scale", "--child", step, "--root", args.root,
-               "--shards", str(args.shards), "--memory-mb", str(args.memory_mb)]
+               "--shards", str(args.shards), "--memory-mb", f"{memory_mb or args.memory_mb:g}"]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -115,8 +142,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000_000)
     parser.add_argument("--shards", type=int, default=100)
-    parser.add_argument("--memory-mb", type=int, default=1024, help="duplicate_pairs' budget (dedup_memory_mb)")
+    parser.add_argument("--memory-mb", type=float, default=1024, help="duplicate_pairs' budget (dedup_memory_mb)")
+    parser.add_argument("--join-memory-mb", type=float, nargs="+", help="the join's budgets (default: --memory-mb)")
     parser.add_argument("--reference", action="store_true", help="also run the one-process path (needs ~60 B/doc)")
+    parser.add_argument("--join-only", action="store_true", help="only the joins, on a crawl kept with --keep")
     parser.add_argument("--root", default="/tmp/crawl2chat-cluster-bench")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic crawl")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -125,16 +154,21 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     store = Store(args.root)
-    generate_s = generate(store, args.docs, args.shards)
-    ranges = [run_child(args, key) for key in tqdm(dedup_io.range_keys(), desc="duplicate_pairs", unit="range")]
-    join = run_child(args, "join")
+    generate_s = 0.0 if args.join_only else generate(store, args.docs, args.shards)
+    ranges = [] if args.join_only else [
+        run_child(args, key) for key in tqdm(dedup_io.range_keys(), desc="duplicate_pairs", unit="range")]
+    joins = [{"memory_mb": mb, **run_child(args, "join", mb)} for mb in args.join_memory_mb or [args.memory_mb]]
+    union_find = run_child(args, "union_find")  # against the last join's clusters
     reference = run_child(args, "reference") if args.reference else None
     result = {
         "machine": machine(), "documents": args.docs, "shards": args.shards, "bands": CONFIG.bands,
         "memory_mb": args.memory_mb, "generate_seconds": generate_s,
-        "pairs_seconds": sum(r["seconds"] for r in ranges), "pairs_peak_rss_mb": max(r["peak_rss_mb"] for r in ranges),
-        "spans": sum(r["spans"] for r in ranges), "ranges": ranges, "join": join, "reference": reference,
+        "pairs_seconds": sum(r["seconds"] for r in ranges),
+        "pairs_peak_rss_mb": max((r["peak_rss_mb"] for r in ranges), default=0),
+        "spans": sum(r["spans"] for r in ranges), "ranges": ranges, "joins": joins, "union_find": union_find,
+        "reference": reference,
     }
+    assert union_find["identical"], "the join on disk differs from the in-memory union-find"
     if reference:
         assert reference["identical"], "the ranges' clusters differ from clustering in one process"
     OUT.mkdir(parents=True, exist_ok=True)
@@ -143,8 +177,13 @@ def main() -> None:
     print(f"  write the sorted band tables: {generate_s:.0f} s")
     print(f"  duplicate_pairs, 16 ranges one after another: {result['pairs_seconds']:.0f} s, "
           f"peak RSS {result['pairs_peak_rss_mb']:.0f} MB (max over ranges), {result['spans']} spans")
-    print(f"  join: {join['seconds']:.0f} s, peak RSS {join['peak_rss_mb']:.0f} MB; {join['pairs']:,} pairs -> "
-          f"{join['clusters']:,} clusters of {join['documents_in_clusters']:,} documents")
+    for join in joins:
+        print(f"  join on disk, budget {join['memory_mb']:g} MB: {join['seconds']:.0f} s, peak RSS "
+              f"{join['peak_rss_mb']:.0f} MB, {join['rounds']} rounds, {join['files']} files, peak disk "
+              f"{join['peak_disk_bytes'] / 2**30:.2f} GiB; {join['pairs']:,} pairs -> {join['clusters']:,} clusters "
+              f"of {join['documents_in_clusters']:,} documents")
+    print(f"  join in memory (union-find, before): {union_find['seconds']:.0f} s, peak RSS "
+          f"{union_find['peak_rss_mb']:.0f} MB; identical clusters: {union_find['identical']}")
     if reference:
         print(f"  reference, cluster() in one process: {reference['seconds']:.0f} s, peak RSS "
               f"{reference['peak_rss_mb']:.0f} MB; identical clusters: {reference['identical']}")

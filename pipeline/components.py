@@ -118,15 +118,18 @@ def connected_components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]], n_e
     """The connected components of the undirected edges (a[i], b[i]) of every set (int64 node ids), read once.
 
     `n_edges` (the sets' total rows; an estimate is fine) sizes the files so that one holds ~memory_mb of rows in
-    processing: memory is bounded by `memory_mb` and one edge set, not by the graph (see the module). Self-loops
-    are ignored. The files are under `folder` (local disk), which the caller removes.
+    processing: memory is bounded by `memory_mb` plus the edge set being read (written in slices that fit the
+    budget), not by the graph (see the module). Self-loops are ignored. The files are under `folder` (local disk),
+    which the caller removes.
     """
     n = min(MAX_FILES, max(1, math.ceil(2 * max(n_edges, 1) * BYTES_PER_EDGE / (memory_mb * 2**20))))
     current = PairFiles(os.path.join(folder, "0"), n)  # Large-Star input: each edge as (u, v) and (v, u)
-    for a, b in edge_sets:
-        linked = a != b
-        a, b = a[linked], b[linked]
-        current.append(np.concatenate([a, b]), np.concatenate([b, a]), file_of(np.concatenate([a, b]), n))
+    chunk = max(1, int(memory_mb * 2**20 / BYTES_PER_EDGE / 2))
+    for edges_a, edges_b in edge_sets:
+        for start in range(0, len(edges_a), chunk):  # a set of any size, in slices that fit the budget
+            a, b = edges_a[start : start + chunk], edges_b[start : start + chunk]
+            a, b = a[a != b], b[a != b]
+            current.append(np.concatenate([a, b]), np.concatenate([b, a]), file_of(np.concatenate([a, b]), n))
     peak, rounds = current.bytes(), 0
     while True:
         rounds += 1
