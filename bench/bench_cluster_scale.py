@@ -87,16 +87,10 @@ def child(args) -> dict:
     store, shards = Store(args.root), shard_names(args.shards)
     start = time.perf_counter()
     keys = dedup_io.range_keys()
-
-    def pair_tables():
-        for key in keys:
-            table = store.read_part(dedup_io.PAIRS, CRAWL, key, "pairs")
-            yield table["doc_key"].to_numpy(), table["cluster"].to_numpy()
-
     if args.child == "join":  # as compute_clusters: components on disk, their labels to files by shard
         n_pairs = sum(store.manifest(dedup_io.PAIRS, CRAWL, key)["stats"]["pairs"] for key in keys)
         with tempfile.TemporaryDirectory(dir=args.root) as tmp:
-            found = connected_components(pair_tables(), n_pairs, f"{tmp}/edges", args.memory_mb)
+            found = connected_components(dedup_io.pair_parts(store, CRAWL), n_pairs, f"{tmp}/edges", args.memory_mb)
             by_shard = PairFiles(f"{tmp}/members", args.shards)
             for members, roots in found.labels():
                 by_shard.append(members, roots, members >> 32)
@@ -109,7 +103,8 @@ def child(args) -> dict:
         result = {"pairs": n_pairs, "documents_in_clusters": int(by_shard.rows.sum()), "clusters": n_clusters,
                   "rounds": found.rounds, "files": found.files, "peak_disk_bytes": found.peak_disk_bytes}
     elif args.child == "union_find":
-        members = join_pairs(lambda i: store.read_part(dedup_io.PAIRS, CRAWL, keys[i], "pairs"), len(keys))
+        parts = [(key, part) for key in keys for part in store.parts(dedup_io.PAIRS, CRAWL, key)]
+        members = join_pairs(lambda i: store.read_part(dedup_io.PAIRS, CRAWL, *parts[i]), len(parts))
         seconds = time.perf_counter() - start
         joined = pl.read_parquet(f"{args.root}/joined-*.parquet").sort("doc_key")
         result = {"documents_in_clusters": members.height, "identical": members.equals(joined), "seconds": seconds}

@@ -59,6 +59,7 @@ N_RANGES = _ranges_from_env()  # ranges of band hash values, each its own duplic
 BYTES_PER_ROW = 64  # peak bytes a (band hash, doc_key) row of one band costs while its range is clustered
 BYTES_PER_MEMBER = 400  # peak bytes a cluster member (doc_key, cluster, id, date) costs while its survivor is chosen
 PAIR_SCHEMA = {"doc_key": pl.Int64, "cluster": pl.Int64}
+PAIRS_PART_ROWS = 4_000_000  # rows a duplicate_pairs part (64 MB): duplicate_clusters holds one part at a time
 CRAWL_SHARD = "all"  # the one "shard" of a per-crawl asset's storage
 MEMBER_SCHEMA = {"doc_key": pl.Int64, "cluster": pl.Int64, "id": pl.String, "date": pl.String}
 CLUSTER_SCHEMA = {
@@ -218,14 +219,24 @@ def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashCo
 
         found.append(cluster(band_table, config.bands))
     pairs = join_pairs(found.__getitem__, len(found)).filter(pl.col("doc_key") != pl.col("cluster")).cast(PAIR_SCHEMA)
-    store.write_part(PAIRS, crawl, range_key, "pairs", pairs)
+    parts = [f"pairs-{i:04d}" for i in range(max(1, math.ceil(pairs.height / PAIRS_PART_ROWS)))]
+    for i, part in enumerate(parts):
+        store.write_part(PAIRS, crawl, range_key, part, pairs.slice(i * PAIRS_PART_ROWS, PAIRS_PART_ROWS))
     span_rows = [int(rows[:, s - first : e - first].sum(axis=1).max()) for s, e in spans]
     stats = {"rows": int(rows.sum()), "spans": len(spans), "largest_span_rows": max(span_rows, default=0),
              "pairs": pairs.height}
     info = {"config": config.as_dict(), "config_hash": config.key(), "inputs": fingerprint, "buckets": [first, end],
             "memory_mb": memory_mb, "stats": stats}
-    store.commit(PAIRS, crawl, range_key, ["pairs"], info)
+    store.commit(PAIRS, crawl, range_key, parts, info)
     return stats
+
+
+def pair_parts(store: Store, crawl: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(doc_key, cluster) of every committed part of every range's pairs, one part at a time."""
+    for key in range_keys():
+        for part in store.parts(PAIRS, crawl, key):
+            table = store.read_part(PAIRS, crawl, key, part)
+            yield table["doc_key"].to_numpy(), table["cluster"].to_numpy()
 
 
 def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHashConfig, memory_mb: float,
@@ -252,9 +263,7 @@ def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHas
         n_pairs += made["stats"]["pairs"]
     position = {int(s): i for i, s in enumerate(shards)}
     with tempfile.TemporaryDirectory(prefix="duplicate_clusters-", dir=workdir) as tmp:
-        tables = (store.read_part(PAIRS, crawl, key, "pairs") for key in keys)
-        found = connected_components(((t["doc_key"].to_numpy(), t["cluster"].to_numpy()) for t in tables), n_pairs,
-                                     os.path.join(tmp, "edges"), memory_mb)
+        found = connected_components(pair_parts(store, crawl), n_pairs, os.path.join(tmp, "edges"), memory_mb)
         by_shard = PairFiles(os.path.join(tmp, "members"), max(len(shards), 1))
         for members, roots in found.labels():
             by_shard.append(members, roots, _shard_positions(members, position))

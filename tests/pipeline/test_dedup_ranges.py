@@ -80,7 +80,7 @@ def test_ranges_joined_give_the_clusters_of_the_whole_crawl(tmp_path, memory_mb)
     if memory_mb < 1:
         assert min(s["spans"] for s in stats) > 1
         assert max(s["largest_span_rows"] for s in stats) <= memory_mb * 2**20 // dedup_io.BYTES_PER_ROW
-    pairs = [store.read_part(dedup_io.PAIRS, "c", key, "pairs") for key in dedup_io.range_keys()]
+    pairs = [store.read(dedup_io.PAIRS, "c", key) for key in dedup_io.range_keys()]
     joined, expected = join_pairs(pairs.__getitem__, len(pairs)), whole_crawl_clusters(shards)
     assert joined.equals(expected)
     assert expected.height > 2000 and expected["cluster"].n_unique() > 300
@@ -95,7 +95,7 @@ def test_ranges_with_no_rows_or_no_collisions_give_empty_pairs(tmp_path):
     stats = [dedup_io.compute_pairs(store, "c", ["00000", "00001"], CONFIG, key, 64) for key in dedup_io.range_keys()]
     assert sum(s["rows"] for s in stats) == 40 * CONFIG.bands
     for key in dedup_io.range_keys():
-        pairs = store.read_part(dedup_io.PAIRS, "c", key, "pairs")
+        pairs = store.read(dedup_io.PAIRS, "c", key)
         assert pairs.schema == dict(dedup_io.PAIR_SCHEMA)
 
 
