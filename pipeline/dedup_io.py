@@ -245,7 +245,7 @@ def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHas
     part a shard (named by the shard; empty when none of its documents is a duplicate).
 
     Every step holds at most ~`memory_mb`, or one shard: the components are found on local disk
-    (`connected_components`, under `workdir` or TMPDIR: ~64 bytes a pair); the members go to files by shard, get their
+    (`connected_components`, under `workdir` or TMPDIR: <= 48 bytes a pair); the members go to files by shard, get their
     id and date from each shard's docs one shard at a time, go to files by cluster, where each file's survivors are
     chosen, and back to files by shard, each written as its part. The stats are summed file by file.
     """
@@ -281,11 +281,11 @@ def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHas
         chosen = _FrameFiles(os.path.join(tmp, "chosen"), max(len(shards), 1), CLUSTER_SCHEMA)
         stats = ClusterStats()
         for i in range(n_files):
-            table = choose_survivors(by_cluster.read(i)).select(list(CLUSTER_SCHEMA)).cast(CLUSTER_SCHEMA)
+            table = choose_survivors(by_cluster.pop(i)).select(list(CLUSTER_SCHEMA)).cast(CLUSTER_SCHEMA)
             stats.add(table)
             chosen.append(table, _shard_positions(table["doc_key"].to_numpy(), position))
         for i, shard in enumerate(shards):
-            table = chosen.read(i).sort("doc_key")
+            table = chosen.pop(i).sort("doc_key")
             store.write_part(CLUSTERS, crawl, CRAWL_SHARD, shard, table)
     n_docs = sum(store.manifest(SIGNATURES, crawl, signature_dir(s, config))["stats"]["documents"] for s in shards)
     examples = _example_pairs(store, crawl, shards, config, stats.examples)
@@ -347,7 +347,8 @@ class _FrameFiles:
                 f.write(len(buf.getbuffer()).to_bytes(8, "little"))
                 f.write(buf.getbuffer())
 
-    def read(self, i: int) -> pl.DataFrame:
+    def pop(self, i: int) -> pl.DataFrame:
+        """File i's rows; the file is deleted, so the disk holds each row once while it moves to other files."""
         path = os.path.join(self.folder, f"{i:05d}.arrows")
         if not os.path.exists(path):
             return pl.DataFrame(schema=self.schema)
@@ -355,6 +356,7 @@ class _FrameFiles:
         with open(path, "rb") as f:
             while size := int.from_bytes(f.read(8), "little"):
                 frames.append(pl.read_ipc_stream(io.BytesIO(f.read(size))))
+        os.remove(path)
         return pl.concat(frames) if frames else pl.DataFrame(schema=self.schema)
 
 
