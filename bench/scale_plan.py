@@ -22,10 +22,14 @@ RATES = {
     "minhash_signatures": 1_462,  # 5-gram MinHash, 112 permutations
     "clean_documents": 683,  # Presidio, 6 entities
 }
-# duplicate_pairs at 100M synthetic documents (bench/bench_cluster_scale.py): seconds a million band rows, and the
-# join's bytes a document in some cluster (BENCHMARKS.md, "Clustering at dump scale")
+# duplicate_pairs and the join at 100M synthetic documents (bench/bench_cluster_scale.py, BENCHMARKS.md, "Clustering
+# at dump scale"): seconds a million band rows; pairs a clustered document, the join's seconds a million pairs (on
+# disk, under a 1 GB budget: memory does not grow with the crawl) and its peak local disk a pair
 PAIRS_S_PER_M_ROWS = 0.20
-JOIN_BYTES_PER_CLUSTERED_DOC = 40
+PAIRS_PER_CLUSTERED_DOC = 2.49
+JOIN_S_PER_M_PAIRS = 1.5
+JOIN_DISK_BYTES_PER_PAIR = 36
+SURVIVOR_DISK_BYTES_PER_DOC = 120  # estimated, not measured: a member's doc_key, cluster, id and survivor's id
 BANDS = 14
 # measured / modelled core-seconds of a parallel run of the graph (bench/bench_scale_sim.py, 16 shards of 8 files,
 # 2 workers): Dagster's runs, parquet and manifests, each process loading its models; it falls as shards grow
@@ -86,10 +90,13 @@ def main() -> None:
         pairs_h = rows / 1e6 * PAIRS_S_PER_M_ROWS / 3600
         spans = math.ceil(n / 16 * 64 / 2**30)
         clustered = n * (1 - args.dedup_keep) * 2  # the documents dedup drops, and about as many survivors
+        pairs = clustered * PAIRS_PER_CLUSTERED_DOC
+        join_h = pairs / 1e6 * JOIN_S_PER_M_PAIRS / 3600
         print(f"clustering {label} ({n / 1e9:.2f}B): {rows / 1e9:.1f}B band rows, {pairs_h:.1f} core-hours of "
               f"duplicate_pairs: 16 range pods of ~{pairs_h / 16 * 60:.0f} min, {spans} span(s) a range under 1 GB; "
-              f"the join holds {clustered / 1e6:,.0f}M clustered documents, "
-              f"~{clustered * JOIN_BYTES_PER_CLUSTERED_DOC / 2**30:.0f} GB in one process")
+              f"the join: {clustered / 1e6:,.0f}M clustered documents, {pairs / 1e9:.1f}B pairs, ~{join_h:.1f} h on "
+              f"one pod under its 1 GB budget, ~{pairs * JOIN_DISK_BYTES_PER_PAIR / 2**30:.0f} GB of local disk "
+              f"(then ~{clustered * SURVIVOR_DISK_BYTES_PER_DOC / 2**30:.0f} GB to choose survivors)")
 
 
 if __name__ == "__main__":
