@@ -293,16 +293,8 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
                  f"{tokens_per_step:,} tokens a step; unigram baseline {baseline:.4f} nats/token")
 
     start_step, timed_tokens, timed_seconds = step, 0, 0.0
-    progress = None
-    if master:
-        from tqdm import tqdm
-
-        # under Pipes the log lines are the progress; a bar would also break lines that carry Pipes messages
-        # when they travel on stderr (PipesK8sClient reads them from the pod's log)
-        progress = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True,
-                        disable=reporter.pipes is not None)
     train_loss = float("nan")
-    for step in range(start_step, args.max_steps):
+    for step in reporter.steps(start_step, args.max_steps, "pretrain"):
         started = time.perf_counter()
         lr = lr_at(step, args)
         for group in optimizer.param_groups:
@@ -343,8 +335,7 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
             for text in samples:
                 reporter.log(f"sample at step {done}: {text!r}")
         if master:
-            progress.update(1)
-            progress.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}")
+            reporter.postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}")
             if done % args.log_every == 0 or last:
                 reporter.log(f"step {done}/{args.max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | grad norm "
                              f"{grad_norm.item():.3f} | {tokens_per_s:,.0f} tok/s | mfu "
@@ -361,7 +352,6 @@ def train_loop(args, dd: Distributed, model: GPT, optimizer, train: TokenStream,
             uri = save_checkpoint(args.out, done, model, optimizer, state, meta, tokenizer_sha256=tokenizer_sha)
             reporter.checkpoint({"checkpoint": uri, "step": done, **{k: meta.get(k) for k in REPORTED}})
     if master:
-        progress.close()
         tokens_per_s = timed_tokens / timed_seconds if timed_seconds else None
         mfu = flops * tokens_per_s / (peak * dd.world_size) if peak and tokens_per_s else None
         summary = {"steps": args.max_steps, "tokens_seen": tokens_seen,

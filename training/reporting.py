@@ -15,6 +15,7 @@ class Reporter:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.pipes = None
+        self.bar = None
 
     def __enter__(self) -> Reporter:
         if self.enabled:
@@ -34,8 +35,33 @@ class Reporter:
             return
         if self.pipes is not None:
             self.pipes.log.info(message)
+        elif self.bar is not None:
+            self.bar.write(message)  # above the bar, which stays at the bottom
         else:
             print(message, flush=True)
+
+    def steps(self, start: int, end: int, desc: str):
+        """range(start, end), with a progress bar on the command line. Under Pipes the log lines are the progress:
+        a bar would also break the lines that carry Pipes messages when they travel on stderr (PipesK8sClient
+        reads them from the pod's log); other processes of a distributed run draw none."""
+        if not self.enabled or self.pipes is not None:
+            yield from range(start, end)
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=end, initial=start, desc=desc, unit="step", dynamic_ncols=True)
+        try:
+            for step in range(start, end):
+                yield step
+                self.bar.update(1)
+        finally:  # also when the loop stops early
+            self.bar.close()
+            self.bar = None
+
+    def postfix(self, **figures: str) -> None:
+        """Figures shown at the end of the progress bar (the latest loss, the rate), where there is one."""
+        if self.bar is not None:
+            self.bar.set_postfix(figures, refresh=False)
 
     def checkpoint(self, report: dict) -> None:
         if not self.enabled:

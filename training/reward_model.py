@@ -171,7 +171,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             history.append({"step": 0, **evaluate(model, pairs[HELD_OUT], args.batch_size, device)})
         model.train()
         last_eval, started = {}, time.perf_counter()
-        for step in range(step, args.max_steps):
+        for step in reporter.steps(step, args.max_steps, "reward model"):
             rng = random.Random(args.seed + step)  # the batch depends on the step alone, so a resumed run matches
             drawn = [pairs[TRAIN][rng.randrange(len(pairs[TRAIN]))]["ids"] for _ in range(args.batch_size)]
             loss, margin = pair_loss(model, drawn, device)
@@ -182,6 +182,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             done = step + 1
             entry = {"step": done, "train_loss": loss.item(), "train_accuracy": float((margin > 0).float().mean())}
             history.append(entry)
+            reporter.postfix(loss=f"{entry['train_loss']:.4f}")
             checkpoint_now = done % args.checkpoint_every == 0 or done == args.max_steps
             if done % args.eval_every == 0 or checkpoint_now:
                 last_eval = evaluate(model, pairs[HELD_OUT], args.batch_size, device)

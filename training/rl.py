@@ -273,7 +273,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             history.append({"step": 0, **evaluate(model, tokenizer, eval_items, tools, args)[0]})
             reporter.log(f"step 0 | accuracy {history[0]['accuracy']} | pass@{args.pass_k} {history[0]['pass_at_k']}")
         last_eval, started = {}, time.perf_counter()
-        for step in range(step, args.max_steps):
+        for step in reporter.steps(step, args.max_steps, "rl"):
             rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
             items = problems(rng, args.tasks, args.prompts * dd.world_size, task_env)
             seeds = [rng.randrange(2**31) for _ in items]
@@ -297,6 +297,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
                 optimizer.step()
                 entry["train_loss"] = dd.sum_floats(loss.item())[0]
             history.append(entry)
+            reporter.postfix(reward=f"{entry['reward']:.3f}")
             done = step + 1
             last = done == args.max_steps
             checkpoint_now = done % args.checkpoint_every == 0 or last

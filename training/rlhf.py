@@ -234,7 +234,7 @@ def train(args: argparse.Namespace, reward_fn: RewardFn | None = None) -> int:
             history.append({"step": 0, **evaluate()[0]})
         safe = (step, copy.deepcopy(model.state_dict()))  # the last evaluated weights that kept their accuracy
         last_eval, fired, started = {}, None, time.perf_counter()
-        for step in range(step, args.max_steps):
+        for step in reporter.steps(step, args.max_steps, "rlhf"):
             rng = random.Random(args.seed * 1_000_003 + step)
             drawn = [items[rng.randrange(len(items))] for _ in range(args.prompts)]
             seeds = [rng.randrange(2**31) for _ in drawn]
@@ -260,6 +260,7 @@ def train(args: argparse.Namespace, reward_fn: RewardFn | None = None) -> int:
                      "degenerate": sum(repetition(t) > 0.5 for t in texts) / len(texts),
                      "finished": sum(finished) / len(finished)}
             history.append(entry)
+            reporter.postfix(reward=f"{entry['reward']:.3f}", kl=f"{entry['kl']:.3f}")
             checkpoint_now = done % args.checkpoint_every == 0 or done == args.max_steps
             if done % args.eval_every == 0 or checkpoint_now:
                 figures, examples = evaluate()

@@ -157,7 +157,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             return 0
         model.train()
         train_loss, last_eval, started = float("nan"), {}, time.perf_counter()
-        for step in range(step, args.max_steps):
+        for step in reporter.steps(step, args.max_steps, "sft"):
             rng = random.Random(args.seed + step)  # the batch depends on the step alone, so a resumed run matches
             drawn = [rendered["train"][rng.randrange(len(rendered["train"]))][0] for _ in range(rows)]
             targets = sum(sum(mask[1:]) for _, mask in drawn)  # trained tokens in the global batch
@@ -177,6 +177,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             done, (train_loss,) = step + 1, dd.sum_floats(chat_loss.item())
             entry = {"step": done, "train_loss": train_loss}
             history.append(entry)
+            reporter.postfix(loss=f"{train_loss:.4f}")
             last = done == args.max_steps
             checkpoint_now = done % args.checkpoint_every == 0 or last
             if dd.master and (done % args.eval_every == 0 or checkpoint_now):
