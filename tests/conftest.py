@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -93,16 +94,10 @@ def sample_run(tmp_path_factory) -> Path:
 
     Returns the folder holding data/ (outputs) and home/ (DAGSTER_HOME).
     """
-    import os
-    import subprocess
-    import sys
-
     root = tmp_path_factory.mktemp("sample_run")
     (root / "home").mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "CRAWL2CHAT_DATA_ROOT": str(root / "data")}
-    done = subprocess.run(
-        [sys.executable, "-m", "assets_defs.cli", "run"], env=env, cwd=root, capture_output=True, text=True, timeout=600
-    )
+    done = run_to_end([sys.executable, "-m", "assets_defs.cli", "run"], timeout=600, env=env, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     (root / "stdout.txt").write_text(done.stdout)
     return root
@@ -186,9 +181,23 @@ def run_module(module: str, *args: str, nproc: int = 1, log: Path | None = None)
     if log is not None:
         with open(log, "w") as f:
             return subprocess.Popen(command, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = run_to_end(command, timeout=300, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def run_to_end(command: list[str], timeout: float, **popen) -> subprocess.CompletedProcess:
+    """subprocess.run's capture, in a session of its own: past the timeout every process it started is killed too
+    (a Dagster run's training subprocess, torchrun's workers), not left to hold the cores for the tests after."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          **popen) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 # --- a page server as a user starts it: `crawl2chat serve` or `label`, on a free loopback port ---
