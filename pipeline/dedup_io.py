@@ -279,17 +279,17 @@ def compute_clusters(store: Store, crawl: str, shards: list[str], config: MinHas
                 by_cluster.append(members, file_of(members["cluster"].to_numpy(), n_files))
         by_shard.remove()
         chosen = _FrameFiles(os.path.join(tmp, "chosen"), max(len(shards), 1), CLUSTER_SCHEMA)
-        stats = ClusterStats()
+        summary = ClusterStats()
         for i in range(n_files):
             table = choose_survivors(by_cluster.pop(i)).select(list(CLUSTER_SCHEMA)).cast(CLUSTER_SCHEMA)
-            stats.add(table)
+            summary.add(table)
             chosen.append(table, _shard_positions(table["doc_key"].to_numpy(), position))
         for i, shard in enumerate(shards):
             table = chosen.pop(i).sort("doc_key")
             store.write_part(CLUSTERS, crawl, CRAWL_SHARD, shard, table)
     n_docs = sum(store.manifest(SIGNATURES, crawl, signature_dir(s, config))["stats"]["documents"] for s in shards)
-    examples = _example_pairs(store, crawl, shards, config, stats.examples)
-    stats = {"documents": n_docs, **stats.as_dict(), "examples": examples,
+    examples = _example_pairs(store, crawl, shards, config, summary.examples)
+    stats = {"documents": n_docs, **summary.as_dict(), "examples": examples,
              "join": {"rounds": found.rounds, "files": found.files, "peak_disk_bytes": found.peak_disk_bytes,
                       "member_files": n_files}}
     info = {"config": config.as_dict(), "config_hash": config.key(), "inputs": fingerprint, "shards": shards,
