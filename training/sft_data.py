@@ -70,12 +70,15 @@ FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrase
                        'How often does "{letter}" appear in it?', "And {letter}?", 'Try "{letter}" next.',
                        'How many times does "{letter}" occur there?', "Now the letter {letter}, please.",
                        'Also count "{letter}".', 'And for "{letter}"?', "{letter} now.", 'Then "{letter}"?'),
-            "add": ("Now add {extra} to that.", "And that plus {extra}?", "Plus {extra}?", "Increase it by {extra}.",
-                    "What do you get if you add {extra}?", "Take that and add {extra}.", "That number plus {extra}?",
-                    "Now plus {extra}.", "And if I add {extra}?", "Then add {extra}.", "{extra} more?",
-                    "Add another {extra}.", "What's the total with {extra} added?", "Sum that with {extra}.",
-                    "Raise that by {extra}.", "Can you add {extra} to this?", "Now {extra} more, please.",
-                    "Put {extra} on top of it.", "And with {extra} added?", "Okay, plus {extra}?")},
+            # the number as often inside or at the start of the question as at its end: with it mostly last, the
+            # model learned "the number that ends a question" and added the first question's operand instead
+            "add": ("Now add {extra} to that.", "Put {extra} on top of it.", "Take that and add {extra}.",
+                    "And that plus {extra}?", "{extra} more?", "Add on {extra}, please.", "Tack {extra} onto it.",
+                    "Could you add {extra} to that number?", "With {extra} added, what is it?", "Plus {extra}?",
+                    "{extra} more, what do we get?", "Increase it by {extra}.", "Sum it with {extra} for me.",
+                    "If I add {extra}, what is the total?", "Now {extra} more, please.", "Count {extra} more on top.",
+                    "And with {extra} added?", "Raise that by {extra} and tell me.", "Then add {extra}.",
+                    "What's the total with {extra} added?")},
     HELD_OUT: {"letter": ('What about "{letter}"?', 'Next: "{letter}".', 'Count "{letter}" the same way.'),
                "add": ("Add {extra} to the result.", "What is the result plus {extra}?", "Go up by {extra}.")},
 }
