@@ -6,8 +6,8 @@ Candidates are connected transitively: a cluster is a connected component over e
 
 At the scale of a whole dump the work is split by band hash: documents that share a band hash share its value range,
 so each range of hash values (`bucket_range`) is clustered on its own (`cluster` over that range's rows of every
-band; a range too large for its budget in spans of buckets, joined with union-find over their pairs, `join_pairs`),
-and the ranges' clusters, read as pairs (document, its range's cluster), are joined into the crawl's components on
+band; a range too large for its budget in spans of buckets, each span's pairs written before the next is read),
+and the spans' clusters, read as pairs (document, its span's cluster), are joined into the crawl's components on
 local disk (pipeline.components). The clusters are identical to clustering the whole crawl at once.
 """
 
@@ -136,8 +136,9 @@ def _components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]]) -> pl.DataFr
 
 
 def join_pairs(pair_table: Callable[[int], pl.DataFrame], n_tables: int) -> pl.DataFrame:
-    """Clusters from n (doc_key, cluster) tables of parts of a range, each a set of pairs: union-find over the pairs,
-    in memory (the crawl's ranges are joined on disk: pipeline.components.connected_components).
+    """Clusters from n (doc_key, cluster) tables, each a set of pairs: union-find over the pairs, in memory. The
+    reference the tests and bench/bench_cluster_scale.py hold the join on disk to (the pipeline joins the crawl's
+    pairs with pipeline.components.connected_components, whose memory does not grow with the crawl).
 
     `pair_table(i)` is read twice, one table at a time: first to collect the documents in some pair, then to join
     its pairs. Memory is ~30 bytes a document in some pair (its key, its root, temporaries) plus one table, however

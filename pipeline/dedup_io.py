@@ -31,7 +31,6 @@ from pipeline.dedup import (
     choose_survivors,
     cluster,
     estimate_jaccard,
-    join_pairs,
     size_histogram,
     split_buckets,
 )
@@ -199,8 +198,9 @@ def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashCo
     """Clusters the documents that collide in one range of band hash values; writes them as (doc_key, cluster) pairs.
 
     The range is read in spans of buckets whose rows of any one band stay within `memory_mb` (at BYTES_PER_ROW),
-    one band of one span at a time, from every shard's `bands.bin` by byte range: memory is bounded by the budget,
-    not by the crawl's size (plus the range's pairs, and 2 KB a shard of bucket index).
+    one band of one span at a time, from every shard's `bands.bin` by byte range, and each span's pairs are written
+    before the next is read (duplicate_clusters joins them): memory is bounded by the budget, not by the crawl's size
+    (plus 2 KB a shard of bucket index).
     """
     fingerprint = signatures_fingerprint(store, crawl, shards, config)
     first, end = range_buckets(range_key)
@@ -208,7 +208,7 @@ def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashCo
     rows = sum((np.diff(sb.starts, axis=1) for sb in bands), np.zeros((config.bands, end - first), dtype=np.int64))
     max_rows = memory_mb * 2**20 // BYTES_PER_ROW
     spans = split_buckets(rows, first, end, max_rows)
-    found = []
+    parts, n_pairs = [], 0
     for lo, hi in spans:
         def band_table(b: int, lo=lo, hi=hi) -> pl.DataFrame:
             pieces = [sb.read(store, crawl, b, lo, hi) for sb in bands]
@@ -217,14 +217,18 @@ def compute_pairs(store: Store, crawl: str, shards: list[str], config: MinHashCo
                 "doc_key": np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, dtype=np.int64),
             })
 
-        found.append(cluster(band_table, config.bands))
-    pairs = join_pairs(found.__getitem__, len(found)).filter(pl.col("doc_key") != pl.col("cluster")).cast(PAIR_SCHEMA)
-    parts = [f"pairs-{i:04d}" for i in range(max(1, math.ceil(pairs.height / PAIRS_PART_ROWS)))]
-    for i, part in enumerate(parts):
-        store.write_part(PAIRS, crawl, range_key, part, pairs.slice(i * PAIRS_PART_ROWS, PAIRS_PART_ROWS))
+        pairs = cluster(band_table, config.bands).filter(pl.col("doc_key") != pl.col("cluster")).cast(PAIR_SCHEMA)
+        for start in range(0, pairs.height, PAIRS_PART_ROWS):
+            parts.append(f"pairs-{len(parts):04d}")
+            store.write_part(PAIRS, crawl, range_key, parts[-1], pairs.slice(start, PAIRS_PART_ROWS))
+        n_pairs += pairs.height
+        del pairs
+    if not parts:  # an empty range is a normal range: one part with the schema
+        parts.append("pairs-0000")
+        store.write_part(PAIRS, crawl, range_key, parts[-1], pl.DataFrame(schema=PAIR_SCHEMA))
     span_rows = [int(rows[:, s - first : e - first].sum(axis=1).max()) for s, e in spans]
     stats = {"rows": int(rows.sum()), "spans": len(spans), "largest_span_rows": max(span_rows, default=0),
-             "pairs": pairs.height}
+             "pairs": n_pairs}
     info = {"config": config.as_dict(), "config_hash": config.key(), "inputs": fingerprint, "buckets": [first, end],
             "memory_mb": memory_mb, "stats": stats}
     store.commit(PAIRS, crawl, range_key, parts, info)
