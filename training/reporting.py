@@ -74,9 +74,8 @@ class Reporter:
             self.pipes.report_custom_message({**report, "history": thinned})
         else:
             shown = {"train": "train_loss", "val": "val_loss", "bpb": "val_bpb", "reward": "reward"}
-            print(f"checkpoint {report['checkpoint']} step {report['step']}"
-                  + "".join(f" {name} {fmt(report.get(key))}" for name, key in shown.items() if key in report),
-                  flush=True)
+            self.log(f"checkpoint {report['checkpoint']} step {report['step']}"
+                     + "".join(f" {name} {fmt(report.get(key))}" for name, key in shown.items() if key in report))
 
 
 def fmt(x: float | None) -> str:

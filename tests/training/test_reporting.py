@@ -13,10 +13,11 @@ def test_steps_draw_a_bar_on_stderr_and_log_lines_go_above_it(capsys):
             reporter.postfix(loss=f"{1 / (step + 1):.4f}")
             if step == 5:
                 reporter.log("step 6/8 | loss 0.1429")
+                reporter.checkpoint({"checkpoint": "ck/step-000006", "step": 6, "train_loss": 0.1429})
         assert reporter.bar is None  # closed when the loop ends
     out, err = capsys.readouterr()
     assert seen == [3, 4, 5, 6, 7]
-    assert "step 6/8 | loss 0.1429" in out  # tqdm.write prints to stdout, clearing the bar first
+    assert "step 6/8 | loss 0.1429\ncheckpoint ck/step-000006 step 6 train 0.1429\n" in out  # tqdm.write: above the bar
     assert "sft" in err and "8/8" in err and "loss=" in err
 
 
