@@ -39,8 +39,8 @@ def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
         sources = [{"follow_up": "multi_turn"}.get(task, task) for task in TASKS]
         assert [it["source"] for it in items] == sources * 2 and {it["split"] for it in items} == {split}
         for it in (it for it in items if it["source"] == "search"):
-            passage = next(p["text"] for p in env.passages if p["text"].startswith(it["answer"].rstrip("…")))
-            assert split_of(passage) == split  # asked about a passage of its own side
+            query = it["messages"][0]["content"].removeprefix("What do the docs say about ").removesuffix("?")
+            assert split_of(query) == split  # a query of its own side (keyed by the query: passages can share one)
         for it in (it for it in items if it["source"] == "gsm8k"):
             assert it in env.gsm8k and it["answer"].isdigit()  # the file's items keep their split
         for it in (it for it in items if it["source"] == "multi_turn"):  # a follow-up on a product or a count
@@ -183,7 +183,9 @@ def test_two_processes_take_the_steps_of_one_with_twice_the_problems(data):
     assert trained[0], "some step had replies that scored apart"
     np.testing.assert_allclose(trained[1], trained[0], rtol=1e-4, atol=1e-7)
     for name, weight in one["model"].state_dict().items():
-        torch.testing.assert_close(two["model"].state_dict()[name], weight, rtol=1e-4, atol=1e-6)
+        # Adam divides by the root of tiny second moments: the all-reduce's other summation order moves a weight
+        # whose gradients are near zero by up to ~1e-5 (one in 65,536 here), every other one by far less
+        torch.testing.assert_close(two["model"].state_dict()[name], weight, rtol=1e-4, atol=1e-5)
 
 
 def test_each_row_samples_the_same_tokens_in_any_batch():

@@ -91,6 +91,8 @@ def test_two_processes_take_the_steps_of_one_with_twice_the_batch(two_tokenizers
     assert len(set(losses[0])) == 3  # three different batches, and the model moved
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
     for name, weight in one["model"].state_dict().items():
-        torch.testing.assert_close(two["model"].state_dict()[name], weight, rtol=1e-4, atol=1e-6)
+        # Adam divides by the root of tiny second moments: the all-reduce's other summation order moves a weight
+        # whose gradients are near zero by up to ~1e-5 (one in 65,536 here), every other one by far less
+        torch.testing.assert_close(two["model"].state_dict()[name], weight, rtol=1e-4, atol=1e-5)
     base = load_checkpoint(f"{root}/checkpoints/base")["model"].state_dict()
     assert any(not torch.equal(base[name], w) for name, w in one["model"].state_dict().items())
