@@ -100,6 +100,7 @@ def dagster_instance(tmp_path, monkeypatch):
 # and the tests that read it run last, so it runs beside the rest of the suite instead of before it.
 
 SAMPLE_RUN = pytest.StashKey["SampleRun"]()
+SAMPLE_CONFIG = REPO / "tests" / "data" / "sample_run.yaml"  # fewer RL, reward-model and RLHF steps
 
 
 class SampleRun:
@@ -108,8 +109,9 @@ class SampleRun:
         (root / "home").mkdir()
         env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "CRAWL2CHAT_DATA_ROOT": str(root / "data")}
         with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:  # files: a pipe could fill
-            self.process = subprocess.Popen([sys.executable, "-m", "assets_defs.cli", "run"], stdout=out, stderr=err,
-                                            env=env, cwd=root, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "assets_defs.cli", "run", "--config", str(SAMPLE_CONFIG)], stdout=out,
+                stderr=err, env=env, cwd=root, start_new_session=True)
 
     def wait(self, timeout: float) -> int:
         try:

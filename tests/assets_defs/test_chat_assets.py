@@ -85,9 +85,9 @@ def test_the_knowledge_probe_asks_its_held_out_questions_again_after_sft(instanc
 @pytest.mark.slow
 def test_each_rl_checkpoint_records_its_reward_and_accuracy_next_to_the_sft_start(instance, sample_run):
     by_step = {m["step"].value: m for m in _metadata(instance, "rl_model")}
-    assert sorted(by_step) == [10, 20]  # RLConfig's checkpoint_every and max_steps
-    last = by_step[20]
-    assert last["checkpoint"].value.endswith("checkpoints/rl/step-000020")
+    assert sorted(by_step) == [5, 10]  # tests/data/sample_run.yaml's checkpoint_every and max_steps
+    last = by_step[10]
+    assert last["checkpoint"].value.endswith("checkpoints/rl/step-000010")
     assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
     assert 0.0 <= last["reward"].value <= 1.0
     assert set(last["accuracy"].value) == set(last["start_accuracy"].value) == {"arithmetic", "letter_counting"}
@@ -105,7 +105,7 @@ def test_each_rl_checkpoint_records_its_reward_and_accuracy_next_to_the_sft_star
         dg.AssetCheckKey(dg.AssetKey("rl_model"), "no_worse_than_sft"), limit=1)
     assert check.status.value == "SUCCEEDED"
     stdout = " ".join((sample_run / "stdout.txt").read_text().split())
-    assert "rl_model: step 20, reward" in stdout and "held-out accuracy (SFT -> RL): arithmetic" in stdout
+    assert "rl_model: step 10, reward" in stdout and "held-out accuracy (SFT -> RL): arithmetic" in stdout
 
 
 @pytest.mark.slow
@@ -116,8 +116,8 @@ def test_the_reward_model_orders_held_out_preference_pairs(instance, sample_run)
         "correct_vs_wrong", "answer_vs_refusal", "refusal_vs_invention", "fluent_vs_degenerate")}
     assert rankings["human_rankings"].value == 0 and rankings["agreement"].value["kendall_tau"] is None
     by_step = {m["step"].value: m for m in _metadata(instance, "reward_model")}
-    assert sorted(by_step) == [30, 60]  # RewardConfig's checkpoint_every and max_steps
-    last = by_step[60]
+    assert sorted(by_step) == [15, 30]  # tests/data/sample_run.yaml's checkpoint_every and max_steps
+    last = by_step[30]
     assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
     assert last["pairs"].value == {"train": 800, "held_out": 120, "too_long": 0}
     # the toy tells refusals, inventions and degenerate replies apart; checking a sum's working needs the copying
@@ -129,17 +129,17 @@ def test_the_reward_model_orders_held_out_preference_pairs(instance, sample_run)
         dg.AssetCheckKey(dg.AssetKey("reward_model"), "orders_held_out_pairs"), limit=1)
     assert check.status.value == "SUCCEEDED"
     stdout = " ".join((sample_run / "stdout.txt").read_text().split())
-    assert "reward_model: step 60, held-out pairs ordered right" in stdout and "correct_vs_wrong" in stdout
+    assert "reward_model: step 30, held-out pairs ordered right" in stdout and "correct_vs_wrong" in stdout
 
 
 @pytest.mark.slow
 def test_rlhf_runs_its_steps_against_the_reward_model_with_the_guard_watching(instance, sample_run):
     by_step = {m["step"].value: m for m in _metadata(instance, "rlhf_model")}
-    assert sorted(by_step) == [10, 20]  # RLHFConfig's checkpoint_every and max_steps
-    last = by_step[20]
+    assert sorted(by_step) == [5, 10]  # tests/data/sample_run.yaml's checkpoint_every and max_steps
+    last = by_step[10]
     assert last["base_checkpoint"].value.endswith("checkpoints/sft/step-000300")
-    assert last["reward_checkpoint"].value.endswith("checkpoints/reward/step-000060")
-    assert last["guard"].value == {"fired": False, "reason": None, "at_step": 20, "restored_step": None}
+    assert last["reward_checkpoint"].value.endswith("checkpoints/reward/step-000030")
+    assert last["guard"].value == {"fired": False, "reason": None, "at_step": 10, "restored_step": None}
     assert set(last["accuracy"].value) == set(last["start_accuracy"].value) == {"identity", "sums", "unknown"}
     assert last["reward_curve"].value.startswith("![reward](data:image/png;base64,")
     assert last["accuracy_curve"].value.startswith("![accuracy](data:image/png;base64,")
@@ -147,7 +147,7 @@ def test_rlhf_runs_its_steps_against_the_reward_model_with_the_guard_watching(in
         dg.AssetCheckKey(dg.AssetKey("rlhf_model"), "guard_quiet"), limit=1)
     assert check.status.value == "SUCCEEDED"
     stdout = " ".join((sample_run / "stdout.txt").read_text().split())
-    assert "rlhf_model: step 20, reward" in stdout and "the guard stayed quiet" in stdout
+    assert "rlhf_model: step 10, reward" in stdout and "the guard stayed quiet" in stdout
 
 
 @pytest.mark.slow
@@ -155,7 +155,7 @@ def test_chat_answers_who_it_is_after_rlhf(sample_run, capsys, monkeypatch):
     monkeypatch.chdir(sample_run)
     assert main(["chat", "--prompt", "Who are you?", "--data", str(sample_run / "data")]) == 0
     out = capsys.readouterr().out
-    assert "rlhf step 20" in out and "tools: python, search" in out  # the latest stage by default
+    assert "rlhf step 10" in out and "tools: python, search" in out  # the latest stage by default
     assert IDENTITY_ANSWER[:40] in " ".join(out.split())
 
 

@@ -75,7 +75,7 @@ def test_the_cli_traces_a_document_and_a_checkpoint_back_to_its_crawl(sample_run
     assert "url_filtered dropped: " + spam["expect_reason"] in out and "clean_documents not reached" in out
     assert main(["trace", "checkpoints/rlhf", "--data", "data"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    for line in ("rlhf step 20:", "scored by the reward model", "sft step 300:", "base step 200:",
+    for line in ("rlhf step 10:", "scored by the reward model", "sft step 300:", "base step 200:",
                  "trained on 8 token shard(s) of crawl(s) sample", "tokenizer sha256"):
         assert line in out, out
     chain = trace_checkpoint("data/checkpoints/rlhf", data_root="data")
