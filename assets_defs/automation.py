@@ -89,10 +89,10 @@ once_when_every_shard_ready = (missing_and_not_failed & upstream_ready & ~AC.in_
     "once_when_every_shard_ready"
 )
 
-# No BackfillPolicy: a backfill (or automation_sensor's, which it emits when it asks for several partitions) launches
-# one run a crawl x shard partition, and a shard is the batch (1 WARC file for a folder, 100 for a dump). A
-# BackfillPolicy.multi_run(N) run covers a partition range, and Dagster 1.13.27 records the checks of a range run
-# without their partition, even for a range of one: the per-shard blocking checks would never pass for automation.
+# A backfill (or automation_sensor's, which it emits when it asks for several partitions) launches one run a crawl x
+# shard partition, or CRAWL2CHAT_SHARDS_PER_RUN of them (assets_defs/partitions.py's SHARD_BATCHES); a batch records
+# each shard's checks under its partition (stage_asset.each_shard), so the conditions below read them as they do a
+# single shard's.
 
 # Stopped by default, like crawl_sensor: `crawl2chat run` materializes in-process, and an automation sensor left
 # running in `crawl2chat ui`'s daemon would launch the same partitions a second time. A deployment starts both.

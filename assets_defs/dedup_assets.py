@@ -9,9 +9,9 @@ import dagster as dg
 import polars as pl
 
 from assets_defs.automation import when_every_shard_ready, when_upstream_updated_and_checks_passed
-from assets_defs.partitions import crawl_and_shard, crawl_ranges, crawl_shards, crawls
+from assets_defs.partitions import crawl_ranges, crawl_shards, crawls
 from assets_defs.resources import PipelineConfig
-from assets_defs.stage_asset import run_stage, shard_asset
+from assets_defs.stage_asset import per_shard_asset, run_stage, shard_asset
 from pipeline import dedup_io
 from pipeline.documents import exclusions
 from pipeline.pii import PiiRedactor, remaining_pii
@@ -27,16 +27,15 @@ with warnings.catch_warnings():  # beta, and the mappings that say "every shard 
     })
 
 
-@dg.asset(
+@per_shard_asset(
+    "minhash_signatures",
     deps=["quality_filtered"],
-    partitions_def=crawl_shards,
     group_name="dedup",
     kinds={"datasketch", "parquet"},
     description="Word 5-gram MinHash signatures (14 bands x 8 rows), written one file per band, keyed by config.",
     automation_condition=when_upstream_updated_and_checks_passed,
 )
-def minhash_signatures(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
-    crawl, shard = crawl_and_shard(context)
+def minhash_signatures(context, settings: PipelineConfig, crawl: str, shard: str) -> dg.MaterializeResult:
     store, config = settings.store(), settings.minhash_config()
     parts = (store.read_part("quality_filtered", crawl, shard, p) for p in store.parts("quality_filtered", crawl, shard))
     stats = dedup_io.write_signatures(store, crawl, shard, parts, config)
@@ -119,8 +118,7 @@ def duplicate_clusters(context: dg.AssetExecutionContext, settings: PipelineConf
     ["quality_filtered", dg.AssetDep("duplicate_clusters", partition_mapping=BY_CRAWL)],
     "Drops every cluster member but its survivor; each exclusion names the survivor's id in `detail`.",
 )
-def deduplicated(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
-    crawl, shard = crawl_and_shard(context)
+def deduplicated(context, settings: PipelineConfig, crawl: str, shard: str) -> dg.MaterializeResult:
     store = settings.store()
     try:
         losers = dedup_io.duplicates_in_shard(store, crawl, shard)
@@ -135,7 +133,7 @@ def deduplicated(context: dg.AssetExecutionContext, settings: PipelineConfig) ->
         return df.filter(~drop), exclusions(dropped, "deduplicated"), Counter()
 
     outputs = map_parts(store, "quality_filtered", crawl, shard, transform)
-    return run_stage(context, settings, "deduplicated", outputs, {"clusters": fingerprint})
+    return run_stage(context, settings, "deduplicated", crawl, shard, outputs, {"clusters": fingerprint})
 
 
 @lru_cache(maxsize=2)
@@ -151,8 +149,7 @@ def _redactor(spacy_model: str | None, score_threshold: float) -> PiiRedactor:
     extra_checks=[dg.AssetCheckSpec("no_pii_left", asset="clean_documents", blocking=True, partitions_def=crawl_shards,
                                    description="No default PII pattern matches.")],
 )
-def clean_documents(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
-    crawl, shard = crawl_and_shard(context)
+def clean_documents(context, settings: PipelineConfig, crawl: str, shard: str) -> dg.MaterializeResult:
     redactor = _redactor(settings.pii_spacy_model, settings.pii_score_threshold)
 
     def transform(df: pl.DataFrame):
@@ -162,7 +159,7 @@ def clean_documents(context: dg.AssetExecutionContext, settings: PipelineConfig)
 
     outputs = map_parts(settings.store(), "deduplicated", crawl, shard, transform)
     config = {"spacy_model": settings.pii_spacy_model, "score_threshold": settings.pii_score_threshold}
-    return run_stage(context, settings, "clean_documents", outputs, config, extra_checks=_no_pii_left)
+    return run_stage(context, settings, "clean_documents", crawl, shard, outputs, config, extra_checks=_no_pii_left)
 
 
 def _no_pii_left(store, crawl: str, shard: str) -> list[dg.AssetCheckResult]:

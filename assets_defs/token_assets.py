@@ -4,8 +4,9 @@ pipeline.tokenizer."""
 import dagster as dg
 
 from assets_defs.automation import once_when_every_shard_ready, when_upstream_updated_and_checks_passed
-from assets_defs.partitions import crawl_and_shard, crawl_shards
+from assets_defs.partitions import crawl_shards
 from assets_defs.resources import PipelineConfig
+from assets_defs.stage_asset import per_shard_asset
 from pipeline import token_io
 from pipeline.storage import PartitionMissing
 from pipeline.tokenizer import SPECIAL_TOKENS
@@ -81,9 +82,9 @@ def _longest_tokens(tok, n: int = 10) -> str:
     return "| id | token |\n|---:|---|\n" + "\n".join(f"| {i} | `{tok.token_bytes(i)!r}` |" for i in ids)
 
 
-@dg.asset(
+@per_shard_asset(
+    "token_shards",
     deps=["tokenizer", "clean_documents"],
-    partitions_def=crawl_shards,
     group_name="tokens",
     kinds={"tiktoken", "numpy"},
     automation_condition=when_upstream_updated_and_checks_passed,
@@ -97,8 +98,7 @@ def _longest_tokens(tok, n: int = 10) -> str:
                           blocking=True, partitions_def=crawl_shards),
     ],
 )
-def token_shards(context: dg.AssetExecutionContext, settings: PipelineConfig) -> dg.MaterializeResult:
-    crawl, shard = crawl_and_shard(context)
+def token_shards(context, settings: PipelineConfig, crawl: str, shard: str) -> dg.MaterializeResult:
     store = settings.store()
     try:
         tok, sha = token_io.load_tokenizer(store)

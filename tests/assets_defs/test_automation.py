@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets_defs.definitions import defs
 from assets_defs.graph import ALL_ASSETS, ASSET_ORDER
-from assets_defs.partitions import partition_key
+from assets_defs.partitions import crawl_shards, partition_key
 from assets_defs.resources import PipelineConfig
 from assets_defs.sensors import crawl_sensor
 from conftest import html_page, write_warc
@@ -74,6 +74,30 @@ class Ticks:
                                     resources={"settings": settings}, raise_on_error=False)
             outcomes.append(result.success)
         return outcomes
+
+
+    def run_batches(self, requested: dict[str, list], settings: PipelineConfig) -> list[bool]:
+        """Materializes what a tick requested as a backfill's batches: the assets asking for the same partitions go
+        in one run over their range (a single partition as its own run)."""
+        by_keys = defaultdict(list)
+        for asset, keys in requested.items():
+            by_keys[tuple(keys)].append(asset)
+        outcomes = []
+        for keys, names in by_keys.items():
+            assets = sorted((a for a in ALL_ASSETS if a.key.to_user_string() in names),
+                            key=lambda a: ASSET_ORDER.index(a.key.to_user_string()))
+            if len(keys) == 1 or any(a.partitions_def != crawl_shards for a in assets):  # no BackfillPolicy there
+                outcomes += self.run(dict.fromkeys(names, list(keys)), settings)
+                continue
+            result = dg.materialize(assets, instance=self.instance, resources={"settings": settings},
+                                    tags=_range(str(keys[0]), str(keys[-1])), raise_on_error=False)
+            outcomes.append(result.success)
+        return outcomes
+
+
+def _range(start: str, end: str) -> dict[str, str]:
+    """The tags of a run over a partition range, as a BackfillPolicy batch is launched."""
+    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
 
 
 def _shards(keys) -> list[str]:
@@ -182,7 +206,7 @@ def test_the_definitions_automate_the_data_graph_and_leave_training_manual():
     assert labels["clean_documents"] == labels["token_shards"] == "when_upstream_updated_and_checks_passed"
     assert labels["tokenizer"] == "once_when_every_shard_ready"
     assert not {"base_model", "sft_model", "rl_model", "reward_model", "rlhf_model"} & set(labels)
-    assert graph.get(dg.AssetKey("warc_records")).backfill_policy is None  # why: the test below
+    assert graph.get(dg.AssetKey("warc_records")).backfill_policy is None  # a run a shard: CRAWL2CHAT_SHARDS_PER_RUN=1
     for sensor in ("crawl_sensor", "automation_sensor"):
         assert defs.resolve_sensor_def(sensor).default_status == dg.DefaultSensorStatus.STOPPED
     schedule = defs.resolve_schedule_def("relist_crawls_schedule")
@@ -215,22 +239,62 @@ def test_the_automation_sensor_requests_a_new_shards_stages_as_one_run(tmp_path,
          "minhash_signatures"])
 
 
-def test_a_partition_range_run_records_checks_without_their_partition(tmp_path, dagster_instance, good_page):
-    """Why the shard assets have no BackfillPolicy: a BackfillPolicy run is tagged with a partition range, even of
-    one partition, and Dagster 1.13.27 then records the checks with no partition, so the per-shard blocking checks
-    would never pass for automation. When this fails, Dagster keeps the partition: multi_run(N) batches can come."""
-    from assets_defs.data_assets import warc_records
-    from assets_defs.partitions import register_partitions
+def test_a_batch_of_shards_flows_by_automation_with_each_shards_checks_under_its_partition(tmp_path, dagster_instance,
+                                                                                         prose, monkeypatch):
+    """The first test's crawl as a backfill with CRAWL2CHAT_SHARDS_PER_RUN > 1 runs it: one run over the partition
+    range of the shards a tick asks for. Each shard's checks land under its partition, targeting its new
+    materialization, so automation sees them pass, and a check failed on one shard holds that shard alone."""
+    settings = _crawl(tmp_path, prose)
+    monkeypatch.setenv("CRAWL2CHAT_DATA_ROOT", settings.data_root)
+    _register(dagster_instance, settings)
+    dagster_instance.add_dynamic_partitions("shards", ["00002"])  # another crawl's shard, as above
+    ticks = Ticks(dagster_instance)
 
-    src = tmp_path / "src"
-    src.mkdir()
-    write_warc(src / "f0.warc.gz", [{"url": "https://a.org/0", "body": good_page}])
-    settings = PipelineConfig(data_root=str(tmp_path / "data"))
-    settings.registry().add("web", str(src))
-    register_partitions(dagster_instance, "web", ["00000"])
-    job = dg.Definitions(assets=[warc_records], jobs=[dg.define_asset_job("one_shard", selection=[warc_records])],
-                         resources={"settings": settings}).resolve_job_def("one_shard")
-    result = job.execute_in_process(instance=dagster_instance, tags={
-        "dagster/asset_partition_range_start": "web|00000", "dagster/asset_partition_range_end": "web|00000"})
-    assert [m.partition for m in result.asset_materializations_for_node("warc_records")] == ["web|00000"]
-    assert {c.partition for c in result.get_asset_check_evaluations()} == {None}
+    first = ticks.tick()
+    assert ticks.run_batches(first, settings) == [True]  # the six ingest stages of both shards: one run
+    check = dg.AssetCheckKey(dg.AssetKey("quality_filtered"), "schema")
+    infos = dagster_instance.event_log_storage.get_asset_check_partition_info([check])
+    by_partition = {i.partition_key: i for i in infos}
+    assert {"web|00000", "web|00001"} <= set(by_partition)
+    assert all(by_partition[p].is_current and by_partition[p].latest_execution_status.value == "SUCCEEDED"
+               for p in ("web|00000", "web|00001"))
+    store = settings.store()
+    for shard in ("00000", "00001"):  # each shard's own figures, as an observation of its partition
+        (observed,) = dagster_instance.fetch_observations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("quality_filtered"), asset_partitions=[f"web|{shard}"]), limit=1).records
+        rows = observed.event_log_entry.asset_observation.metadata["rows_out"].value
+        assert rows == store.read("quality_filtered", "web", shard).height == 1
+
+    # the crawl's dedup, then both shards' clean batch; LEAKY leaves an IP address in shard 00000
+    seen, failed_runs = [], 0
+    while requested := ticks.tick():
+        seen += list(requested)
+        failed_runs += ticks.run_batches(requested, PipelineConfig(**{**settings.model_dump(), **LEAKY})).count(False)
+        assert len(seen) < 12, seen
+    assert sorted(seen) == ["clean_documents", "deduplicated", "duplicate_clusters", "duplicate_pairs"], seen  # once
+    assert seen.index("duplicate_clusters") < seen.index("deduplicated")
+    assert failed_runs == 1 and "tokenizer" not in seen
+    history = dagster_instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("clean_documents"), "no_pii_left"), limit=5)
+    statuses = sorted((r.partition or "", r.status.value) for r in history)  # "": the batch's check over both
+    assert statuses == [("", "FAILED"), ("web|00000", "FAILED"), ("web|00001", "SUCCEEDED")]
+
+    # fixed and rerun in a batch of both: the tokenizer follows, as after single-shard runs
+    assert ticks.run_batches({"clean_documents": [partition_key("web", "00000"), partition_key("web", "00001")]},
+                             settings) == [True]
+    assert ticks.tick() == {"tokenizer": [None]}
+
+
+def test_a_batch_naming_a_shard_its_crawl_does_not_have_fails_before_any_work(tmp_path, dagster_instance, prose):
+    from assets_defs.data_assets import warc_records
+
+    settings = _crawl(tmp_path, prose)
+    _register(dagster_instance, settings)
+    dagster_instance.add_dynamic_partitions("shards", ["00002"])
+    result = dg.materialize([warc_records], instance=dagster_instance, resources={"settings": settings},
+                            tags=_range("web|00001", "web|00002"), raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "name a shard their crawl does not have" in str(failure.step_failure_data.user_failure_data.description)
+    assert "web|00002" in str(failure.step_failure_data.user_failure_data.description)
+    assert not settings.store().committed("warc_records", "web", "00001"), "no work before the failure"
