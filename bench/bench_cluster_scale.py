@@ -1,12 +1,12 @@
 """Dedup clustering at dump scale: ranges of band hash values under a memory budget, against clustering in one process.
 
     .venv/bin/python -m bench.bench_cluster_scale [--docs 100000000] [--shards 100] [--memory-mb 1024]
-        [--join-memory-mb MB ...] [--reference] [--root DIR] [--keep] [--join-only]
+        [--join-memory-mb MB ...] [--hub-docs N] [--reference] [--root DIR] [--keep] [--join-only]
 
 Writes a synthetic crawl of `--docs` documents as `--shards` shards of real sorted band tables (14 bands; the layout
 `minhash_signatures` writes: bands.bin + bands.idx), with 10% near-duplicates that share each band with a random
-other document with probability 0.4 (chains across shards). Then, each in a fresh process (as each would be its own
-pod), with its time and peak RSS (VmHWM):
+other document with probability 0.4 (chains across shards), and with --hub-docs one cluster of that many documents.
+Then, each in a fresh process (as each would be its own pod), with its time and peak RSS (VmHWM):
   - `duplicate_pairs` for each of the 16 ranges (pipeline.dedup_io.compute_pairs under --memory-mb);
   - the join of the ranges' pairs into clusters on disk under each --join-memory-mb (duplicate_clusters' join:
     pipeline.components.connected_components, then its labels written by shard), with its rounds and disk bytes;
@@ -48,9 +48,10 @@ def shard_names(n: int) -> list[str]:
     return [f"{s:05d}" for s in range(n)]
 
 
-def synthetic_shard(s: int, per_shard: int, n_docs: int) -> np.ndarray:
+def synthetic_shard(s: int, per_shard: int, n_docs: int, hub_docs: int = 0) -> np.ndarray:
     """(per_shard, bands) band hashes of shard s: document g's band b is a hash of (g, b), except that 10% of the
-    documents copy band b of document orig(g) with probability 0.4."""
+    documents copy band b of document orig(g) with probability 0.4; and `hub_docs` documents spread over the crawl
+    share band 0, one cluster as a crawl's boilerplate pages make (its star's centre holds all its edges)."""
     g = np.arange(s * per_shard, (s + 1) * per_shard, dtype=np.uint64)
     dup = _fmix64(g ^ np.uint64(0x5EED)) % np.uint64(10) == 0
     orig = _fmix64(g ^ np.uint64(0x0216)) % np.uint64(n_docs)
@@ -60,11 +61,13 @@ def synthetic_shard(s: int, per_shard: int, n_docs: int) -> np.ndarray:
         own = _fmix64(g * GOLDEN + salt)
         share = dup & (_fmix64(g ^ salt) % np.uint64(10) < 4)
         own[share] = _fmix64(orig[share] * GOLDEN + salt)
+        if b == 0 and hub_docs:
+            own[g % np.uint64(max(1, n_docs // hub_docs)) == 0] = GOLDEN
         out[:, b] = own
     return out
 
 
-def generate(store: Store, n_docs: int, n_shards: int) -> float:
+def generate(store: Store, n_docs: int, n_shards: int, hub_docs: int) -> float:
     start = time.perf_counter()
     per_shard = n_docs // n_shards
     for s, name in enumerate(tqdm(shard_names(n_shards), desc="writing shards", unit="shard")):
@@ -72,7 +75,7 @@ def generate(store: Store, n_docs: int, n_shards: int) -> float:
         if store.committed(dedup_io.SIGNATURES, CRAWL, directory):
             continue  # resumable: a killed generation goes on where it stopped
         keys = (np.int64(s) << 32) + np.arange(per_shard, dtype=np.int64)
-        digest = dedup_io.write_band_tables(store, CRAWL, directory, synthetic_shard(s, per_shard, n_docs), keys)
+        digest = dedup_io.write_band_tables(store, CRAWL, directory, synthetic_shard(s, per_shard, n_docs, hub_docs), keys)
         store.commit(dedup_io.SIGNATURES, CRAWL, directory, [], {"bands_sha256": digest,
                      "stats": {"documents": per_shard}}, files=dedup_io.BAND_FILES)
     return time.perf_counter() - start
@@ -137,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000_000)
     parser.add_argument("--shards", type=int, default=100)
+    parser.add_argument("--hub-docs", type=int, default=0, help="documents of one planted cluster (default: none)")
     parser.add_argument("--memory-mb", type=float, default=1024, help="duplicate_pairs' budget (dedup_memory_mb)")
     parser.add_argument("--join-memory-mb", type=float, nargs="+", help="the join's budgets (default: --memory-mb)")
     parser.add_argument("--reference", action="store_true", help="also run the one-process path (needs ~60 B/doc)")
@@ -149,7 +153,7 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     store = Store(args.root)
-    generate_s = 0.0 if args.join_only else generate(store, args.docs, args.shards)
+    generate_s = 0.0 if args.join_only else generate(store, args.docs, args.shards, args.hub_docs)
     ranges = [] if args.join_only else [
         run_child(args, key) for key in tqdm(dedup_io.range_keys(), desc="duplicate_pairs", unit="range")]
     joins = [{"memory_mb": mb, **run_child(args, "join", mb)} for mb in args.join_memory_mb or [args.memory_mb]]
@@ -157,7 +161,7 @@ def main() -> None:
     reference = run_child(args, "reference") if args.reference else None
     result = {
         "machine": machine(), "documents": args.docs, "shards": args.shards, "bands": CONFIG.bands,
-        "memory_mb": args.memory_mb, "generate_seconds": generate_s,
+        "memory_mb": args.memory_mb, "hub_docs": args.hub_docs, "generate_seconds": generate_s,
         "pairs_seconds": sum(r["seconds"] for r in ranges),
         "pairs_peak_rss_mb": max((r["peak_rss_mb"] for r in ranges), default=0),
         "spans": sum(r["spans"] for r in ranges), "ranges": ranges, "joins": joins, "union_find": union_find,

@@ -11,11 +11,12 @@ each node's neighbours (smallest, largest) in numpy and appends what it emits to
 The rounds stop at a Large-Star pass that finds every node with a smaller neighbour to have no other neighbour:
 that holds exactly when the edges are one star a component, centred on its smallest node (an exact test).
 
-Memory is one file's rows at BYTES_PER_EDGE, and N is chosen so that one file of the first round fits the budget;
-no round holds more rows than the first (every emitted edge is charged to an edge read). The one excess is a node
-of huge degree: its rows are all in its file, so a file holds at least the largest star's edges (~100 MB a
-million documents in one cluster). Disk is two generations of files: at most 48 bytes an input pair (36 at 100M
-synthetic documents, bench/bench_cluster_scale.py).
+Memory is one chunk of a file's rows at BYTES_PER_EDGE: N is chosen so that a file of the first round fits the
+budget (no round holds more rows than the first: every emitted edge is charged to an edge read), and a file above it
+is read in chunks that fit, twice: first for each node's smallest and largest neighbour over the whole file, then to
+emit. That is a node of huge degree, whose rows are all in its file (~100 MB a million documents in one cluster,
+which a crawl's boilerplate pages reach). Disk is two generations of files: at most 48 bytes an input pair (36 at
+100M synthetic documents, bench/bench_cluster_scale.py).
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ class PairFiles:
         rows = np.fromfile(self.path(i), dtype=np.int64).reshape(-1, 2)
         return rows[:, 0].copy(), rows[:, 1].copy()
 
+    def chunks(self, i: int, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(first, second) of file i's rows, at most `rows` at a time."""
+        total = int(self.rows[i])
+        for start in range(0, total, rows):
+            block = np.fromfile(self.path(i), dtype=np.int64, count=2 * min(rows, total - start), offset=16 * start)
+            yield block[0::2].copy(), block[1::2].copy()
+
     def bytes(self) -> int:
         return int(self.rows.sum()) * 16
 
@@ -98,6 +106,37 @@ def _grouped(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndar
     return u, v, starts, np.append(starts[1:], len(u))
 
 
+def _extremes(files: PairFiles, i: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every node of file i (sorted) with its smallest and largest neighbour: (nodes, lowest, highest), from the
+    file read `rows` at a time; memory is a chunk and the file's distinct nodes, not its rows."""
+    merged = None
+    for first, second in files.chunks(i, rows):
+        u, v, starts, ends = _grouped(first, second)
+        part = pl.DataFrame({"u": u[starts], "lo": v[starts], "hi": v[ends - 1]})
+        merged = part if merged is None else pl.concat([merged, part]).group_by("u").agg(
+            pl.col("lo").min(), pl.col("hi").max())
+    if merged is None:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    merged = merged.sort("u")
+    return merged["u"].to_numpy(), merged["lo"].to_numpy(), merged["hi"].to_numpy()
+
+
+def _neighbourhoods(files: PairFiles, i: int, rows: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """File i's distinct rows, sorted, a chunk of at most `rows` at a time, each with its node's smallest and
+    largest neighbour over the whole file: (u, v, lowest, highest, the chunk's first row of each node). A file
+    within `rows` is one chunk; a larger one is read twice (_extremes first)."""
+    whole = _extremes(files, i, rows) if files.rows[i] > rows else None
+    for first, second in files.chunks(i, rows):
+        u, v, starts, ends = _grouped(first, second)
+        if whole is None:
+            lowest, highest = np.repeat(v[starts], ends - starts), np.repeat(v[ends - 1], ends - starts)
+        else:
+            at = np.searchsorted(whole[0], u)
+            lowest, highest = whole[1][at], whole[2][at]
+        yield u, v, lowest, highest, starts
+
+
 @dataclass
 class Components:
     """The final star of every component on disk: `labels()` gives each node with its component's smallest node."""
@@ -105,15 +144,15 @@ class Components:
     stars: PairFiles
     rounds: int  # Large-Star passes (the last found nothing to change)
     files: int
+    chunk_rows: int  # the most rows a step holds: a file's, or a chunk of a larger file's
     peak_disk_bytes: int
 
     def labels(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(nodes, smallest node of their component) of one file at a time; every node of some edge exactly once,
         the smallest node of a component with itself."""
         for i in range(self.stars.n):
-            u, v, starts, _ = _grouped(*self.stars.read(i))
-            nodes = u[starts]
-            yield nodes, np.minimum(nodes, v[starts])
+            nodes, lowest, _ = _extremes(self.stars, i, self.chunk_rows)
+            yield nodes, np.minimum(nodes, lowest)
 
 
 def connected_components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]], n_edges: int, folder: str,
@@ -125,12 +164,12 @@ def connected_components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]], n_e
     budget), not by the graph (see the module). Self-loops are ignored. The files are under `folder` (local disk),
     which the caller removes.
     """
-    n = min(MAX_FILES, max(1, math.ceil(2 * max(n_edges, 1) * BYTES_PER_EDGE / (memory_mb * 2**20))))
+    chunk = max(1, int(memory_mb * 2**20 / BYTES_PER_EDGE))  # rows a step holds
+    n = min(MAX_FILES, max(1, math.ceil(2 * max(n_edges, 1) / (0.8 * chunk))))  # files of ~80% of a chunk
     current = PairFiles(os.path.join(folder, "0"), n)  # Large-Star input: each edge as (u, v) and (v, u)
-    chunk = max(1, int(memory_mb * 2**20 / BYTES_PER_EDGE / 2))
     for edges_a, edges_b in edge_sets:
-        for start in range(0, len(edges_a), chunk):  # a set of any size, in slices that fit the budget
-            a, b = edges_a[start : start + chunk], edges_b[start : start + chunk]
+        for start in range(0, len(edges_a), max(1, chunk // 2)):  # a set of any size, in slices that fit
+            a, b = edges_a[start : start + chunk // 2], edges_b[start : start + chunk // 2]
             a, b = a[a != b], b[a != b]
             current.append(np.concatenate([a, b]), np.concatenate([b, a]), file_of(np.concatenate([a, b]), n))
     peak, rounds = current.bytes(), 0
@@ -139,31 +178,26 @@ def connected_components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]], n_e
         large = PairFiles(os.path.join(folder, f"{rounds}L"), n)  # Small-Star input: (larger, smaller) by larger
         changed = False
         for i in range(n):
-            u, v, starts, ends = _grouped(*current.read(i))
-            if not len(u):
-                continue
-            # a star centred on its smallest node is the one graph whose larger ends all have one neighbour
-            lowest, highest = v[starts], v[ends - 1]
-            changed |= bool(np.any((lowest < u[starts]) & (highest != lowest)))
-            m = np.repeat(np.minimum(u[starts], lowest), ends - starts)
-            above = v > u
-            large.append(v[above], m[above], file_of(v[above], n))
+            for u, v, lowest, highest, _ in _neighbourhoods(current, i, chunk):
+                # a star centred on its smallest node is the one graph whose larger ends all have one neighbour
+                changed |= bool(np.any((lowest < u) & (highest != lowest)))
+                m = np.minimum(u, lowest)
+                above = v > u
+                large.append(v[above], m[above], file_of(v[above], n))
         peak = max(peak, current.bytes() + large.bytes())
         if not changed:
             large.remove()
-            return Components(current, rounds, n, peak)
+            return Components(current, rounds, n, chunk, peak)
         current.remove()
         small = PairFiles(os.path.join(folder, f"{rounds}S"), n)  # Large-Star input again
         for i in range(n):
-            u, v, starts, ends = _grouped(*large.read(i))
-            if not len(u):
-                continue
-            m = v[starts]  # every row is (node, smaller neighbour): the smallest of them
-            linked = v != np.repeat(m, ends - starts)
-            ends_a = np.concatenate([v[linked], u[starts]])
-            ends_b = np.concatenate([np.repeat(m, ends - starts)[linked], m])
-            both_a, both_b = np.concatenate([ends_a, ends_b]), np.concatenate([ends_b, ends_a])
-            small.append(both_a, both_b, file_of(both_a, n))
+            for u, v, m, _, starts in _neighbourhoods(large, i, chunk):
+                # every row is (node, smaller neighbour); m: the smallest of them
+                linked = v != m
+                ends_a = np.concatenate([v[linked], u[starts]])
+                ends_b = np.concatenate([m[linked], m[starts]])
+                both_a, both_b = np.concatenate([ends_a, ends_b]), np.concatenate([ends_b, ends_a])
+                small.append(both_a, both_b, file_of(both_a, n))
         peak = max(peak, large.bytes() + small.bytes())
         large.remove()
         current = small

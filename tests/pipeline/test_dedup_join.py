@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import dedup_io
+from pipeline import components, dedup_io
 from pipeline.components import connected_components
 from pipeline.dedup import choose_survivors
 from tests.pipeline.test_dedup_ranges import CONFIG, planted_bands, store_with, whole_crawl_clusters
@@ -63,6 +63,21 @@ def test_components_on_disk_equal_a_union_find(tmp_path, name):
     assert found.files > 8  # the budget holds ~470 rows a file
     assert found.rounds <= 20
     assert not any((tmp_path / "cc").glob("*L")), "a generation left on disk"
+
+
+def test_a_node_of_huge_degree_is_read_in_chunks_that_fit_the_budget(tmp_path, monkeypatch):
+    """A cluster of 20,000 documents on one node: all of that node's rows are in its file, ~40 times what the budget
+    holds. The file is read in chunks (twice), and no step sorts more rows than the budget's."""
+    rng = np.random.default_rng(3)
+    leaves = rng.choice(1 << 40, 20000, replace=False) + 100
+    others = rng.choice(1 << 40, 5000, replace=False) + (1 << 41)  # some leaves have neighbours of their own
+    a, b = np.concatenate([np.full(20000, 7), leaves[:5000]]), np.concatenate([leaves, others])
+    held, grouped = [], components._grouped
+    monkeypatch.setattr(components, "_grouped", lambda first, second: held.append(len(first)) or grouped(first, second))
+    labels, found = components_on_disk(tmp_path, [(a, b)], memory_mb=0.05)
+    assert labels == union_find(a, b) and set(labels.values()) == {7}
+    assert found.chunk_rows == 468 and max(held) <= found.chunk_rows
+    assert found.files > 100
 
 
 def test_components_of_no_edges_are_empty(tmp_path):
