@@ -31,7 +31,7 @@ import dagster as dg
 from dagster_pipes import PIPES_PROTOCOL_VERSION_FIELD, PipesDefaultMessageWriter
 
 LAUNCHERS = ("subprocess", "stderr", "k8s")
-EXECUTORS = ("multiprocess", "k8s")
+EXECUTORS = ("multiprocess", "in_process", "k8s")
 # torchrun's rendezvous over several pods: node 0 (the Pipes pod) hosts the store at this port, reached by the name
 # a headless Service gives it; the name reaches the command through this variable (Kubernetes expands $(NAME) in a
 # container's command from its env)
@@ -165,9 +165,13 @@ def executor(name: str) -> dg.ExecutorDefinition:
     """The executor a name stands for (CRAWL2CHAT_EXECUTOR): `multiprocess`, Dagster's default (a run's steps in
     processes of the run's own pod; in-process under dg.materialize), or `k8s`, dagster-k8s's k8s_job_executor (each
     step a Kubernetes Job with the run launcher's image, env and secrets, so the steps of one run spread over the
-    cluster). ValueError naming the choices for any other name."""
+    cluster). `in_process` runs a run's steps one after another in the run's process: no process start a step (a
+    few seconds each: every one loads the code location), for small shards on a small machine. ValueError naming
+    the choices for any other name."""
     if name == "multiprocess":
         return dg.multi_or_in_process_executor
+    if name == "in_process":
+        return dg.in_process_executor
     if name == "k8s":
         try:
             from dagster_k8s import k8s_job_executor

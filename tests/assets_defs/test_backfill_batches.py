@@ -49,7 +49,7 @@ def test_the_daemon_runs_a_backfill_of_two_shards_as_one_batch(tmp_path, prose):
     for i in range(2):  # a file a shard: two shards
         write_warc(src / f"f{i}.warc.gz", [{"url": f"https://a.org/{i}", "body": html_page(f"Page {i}", [prose])}])
     env = {**os.environ, "DAGSTER_HOME": str(home), "CRAWL2CHAT_DATA_ROOT": str(data),
-           "CRAWL2CHAT_SHARDS_PER_RUN": "2", "OMP_NUM_THREADS": "1"}
+           "CRAWL2CHAT_SHARDS_PER_RUN": "2", "CRAWL2CHAT_EXECUTOR": "in_process", "OMP_NUM_THREADS": "1"}
     added = subprocess.run([str(BIN / "crawl2chat"), "crawl", "add", "b", str(src), "--data", str(data)], env=env,
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert added.returncode == 0 and "crawl b: 2 shard(s)" in added.stdout, added.stderr[-2000:]

@@ -345,10 +345,11 @@ def test_the_executor_choice_reaches_the_jobs():
     def one() -> int:
         return 1
 
-    for name, chosen in (("multiprocess", dg.multi_or_in_process_executor), ("k8s", k8s_job_executor)):
+    for name, chosen in (("multiprocess", dg.multi_or_in_process_executor), ("in_process", dg.in_process_executor),
+                         ("k8s", k8s_job_executor)):
         defs = dg.Definitions(assets=[one], jobs=[dg.define_asset_job("one_job", [one])], executor=executor(name))
         assert defs.resolve_job_def("one_job").executor_def is chosen
-    with pytest.raises(ValueError, match="expected one of multiprocess, k8s"):
+    with pytest.raises(ValueError, match="expected one of multiprocess, in_process, k8s"):
         executor("celery")
 
 
