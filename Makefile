@@ -41,13 +41,14 @@ small: setup
 	$(BIN)/crawl2chat run --source $(SMALL)/warc/docs --crawl docs --data $(SMALL)/data --config infra/profiles/small.yaml
 
 # The page tests drive Debian's chromium headless (Playwright with executable_path; it downloads no browser); the
-# Postgres tests start a cluster of their own with Debian's postgresql binaries.
+# Postgres tests start a cluster of their own with Debian's postgresql binaries. Two test processes (pytest-xdist):
+# one makes the sample run and runs the tests that read it, the other the rest (tests/conftest.py).
 test: setup
 	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing chromium and postgresql, for the page and Postgres tests"; \
 	  apt-get update -q >/dev/null && apt-get install -y -q chromium postgresql >/dev/null; } || { \
 	  echo "missing: apt-get install chromium postgresql"; exit 1; }
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 ui: setup
 	mkdir -p $(DAGSTER_HOME)

@@ -15,10 +15,10 @@ from pathlib import Path
 # 2 duplicate_pairs partitions a crawl, not 16: the same code, an eighth of the in-process runs per crawl (tests and
 # the processes they start read it; `make run` keeps the default)
 os.environ.setdefault("CRAWL2CHAT_DEDUP_RANGES", "2")
-# The sample run (below) trains beside the other tests. OpenMP threads that spin-wait at each barrier make two torch
-# processes of 2 threads each on 2 cores ~15x slower; threads that sleep there (PASSIVE) share the cores at no cost
-# alone (measured in SFT: 37 s passive vs 39 s spinning alone, 60 s vs 77 s beside a busy process). Read when torch
-# loads libgomp, so before the import below; the processes the tests start inherit it.
+# `make test` runs two test processes beside the sample run (below). OpenMP threads that spin-wait at each barrier
+# make two torch processes of 2 threads each on 2 cores ~15x slower; threads that sleep there (PASSIVE) share the
+# cores at no cost alone (measured in SFT: 37 s passive vs 39 s spinning alone, 60 s vs 77 s beside a busy process).
+# Read when torch loads libgomp, so before the import below; the processes the tests start inherit it.
 assert "torch" not in sys.modules, "torch loaded before OMP_WAIT_POLICY was set"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -94,61 +94,36 @@ def dagster_instance(tmp_path, monkeypatch):
         yield instance
 
 
-# --- the whole sample run, started in the background at collection ---
+# --- the whole sample run: `crawl2chat run` over the bundled sample, shared by the tests that read it ---
 #
-# `crawl2chat run` over the sample takes ~5 minutes, mostly training. It starts as soon as the tests are collected,
-# and the tests that read it run last, so it runs beside the rest of the suite instead of before it.
+# ~5 minutes, mostly training. `make test` runs the tests in two processes (pytest-xdist, --dist loadgroup): the
+# tests that read the run are one group, collected first, so one process makes the run and then runs them while the
+# other takes the rest of the suite. A plain `pytest` runs them first.
 
-SAMPLE_RUN = pytest.StashKey["SampleRun"]()
 SAMPLE_CONFIG = REPO / "tests" / "data" / "sample_run.yaml"  # fewer RL, reward-model and RLHF steps
-
-
-class SampleRun:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "home").mkdir()
-        env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "CRAWL2CHAT_DATA_ROOT": str(root / "data")}
-        with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:  # files: a pipe could fill
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "assets_defs.cli", "run", "--config", str(SAMPLE_CONFIG)], stdout=out,
-                stderr=err, env=env, cwd=root, start_new_session=True)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
     readers = [item for item in items if "sample_run" in getattr(item, "fixturenames", ())]
-    if not readers or config.option.collectonly:
-        return
-    items[:] = [item for item in items if "sample_run" not in getattr(item, "fixturenames", ())] + readers
-    config.stash[SAMPLE_RUN] = SampleRun(config._tmp_path_factory.mktemp("sample_run"))
-
-
-def pytest_unconfigure(config) -> None:
-    if SAMPLE_RUN in config.stash:  # a session cut short (-x, ^C) leaves no run holding a core
-        config.stash[SAMPLE_RUN].stop()
+    for item in readers:
+        item.add_marker(pytest.mark.xdist_group("sample_run"))
+    items[:] = readers + [item for item in items if "sample_run" not in getattr(item, "fixturenames", ())]
 
 
 @pytest.fixture(scope="session")
-def sample_run(request) -> Path:
+def sample_run(tmp_path_factory) -> Path:
     """`crawl2chat run` over the whole bundled sample, once per session, in a subprocess as a user runs it.
 
-    Returns the folder holding data/ (outputs), home/ (DAGSTER_HOME) and the run's stdout.txt and stderr.txt.
+    Returns the folder holding data/ (outputs), home/ (DAGSTER_HOME) and the run's stdout.txt.
     """
-    run = request.config.stash[SAMPLE_RUN]
-    returncode = run.wait(timeout=900)
-    assert returncode == 0, (run.root / "stderr.txt").read_text()[-3000:]
-    return run.root
+    root = tmp_path_factory.mktemp("sample_run")
+    (root / "home").mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "CRAWL2CHAT_DATA_ROOT": str(root / "data")}
+    done = run_to_end([sys.executable, "-m", "assets_defs.cli", "run", "--config", str(SAMPLE_CONFIG)], timeout=900,
+                      env=env, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (root / "stdout.txt").write_text(done.stdout)
+    return root
 
 
 # --- the training tests' objects: two tokenizers of one size, a chat data root, a scripted model ---
