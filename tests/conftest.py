@@ -103,6 +103,7 @@ def dagster_instance(tmp_path, monkeypatch):
 SAMPLE_CONFIG = REPO / "tests" / "data" / "sample_run.yaml"  # fewer RL, reward-model and RLHF steps
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group marks into the tests' ids
 def pytest_collection_modifyitems(session, config, items) -> None:
     readers = [item for item in items if "sample_run" in getattr(item, "fixturenames", ())]
     for item in readers:
