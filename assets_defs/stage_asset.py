@@ -5,7 +5,7 @@ import base64
 from collections.abc import Callable
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported; AssetCheckEvaluation is
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not in dagster's public API
     AssetCheckEvaluationTargetMaterializationData,
 )
 
