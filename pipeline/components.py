@@ -167,9 +167,10 @@ def connected_components(edge_sets: Iterable[tuple[np.ndarray, np.ndarray]], n_e
     chunk = max(1, int(memory_mb * 2**20 / BYTES_PER_EDGE))  # rows a step holds
     n = min(MAX_FILES, max(1, math.ceil(2 * max(n_edges, 1) / (0.8 * chunk))))  # files of ~80% of a chunk
     current = PairFiles(os.path.join(folder, "0"), n)  # Large-Star input: each edge as (u, v) and (v, u)
+    half = max(1, chunk // 2)  # an edge goes in as two rows
     for edges_a, edges_b in edge_sets:
-        for start in range(0, len(edges_a), max(1, chunk // 2)):  # a set of any size, in slices that fit
-            a, b = edges_a[start : start + chunk // 2], edges_b[start : start + chunk // 2]
+        for start in range(0, len(edges_a), half):  # a set of any size, in slices that fit
+            a, b = edges_a[start : start + half], edges_b[start : start + half]
             a, b = a[a != b], b[a != b]
             current.append(np.concatenate([a, b]), np.concatenate([b, a]), file_of(np.concatenate([a, b]), n))
     peak, rounds = current.bytes(), 0

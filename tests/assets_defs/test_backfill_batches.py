@@ -54,11 +54,7 @@ def test_the_daemon_runs_a_backfill_of_two_shards_as_one_batch(tmp_path, prose):
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert added.returncode == 0 and "crawl b: 2 shard(s)" in added.stdout, added.stderr[-2000:]
 
-    os.environ["DAGSTER_HOME"], previous = str(home), os.environ.get("DAGSTER_HOME")
-    try:
-        instance = dg.DagsterInstance.get()
-    finally:
-        os.environ.pop("DAGSTER_HOME") if previous is None else os.environ.update(DAGSTER_HOME=previous)
+    instance = dg.DagsterInstance.from_config(str(home))
     _add_asset_backfill(instance, ["b|00000", "b|00001"])
     daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "assets_defs.definitions"], env=env,
                               cwd=tmp_path, stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT,
