@@ -36,6 +36,10 @@ run: setup
 # scripts/build_doc_pages.py names), the whole graph, a base model that copies, SFT and RL, in data-small/.
 SMALL := $(CURDIR)/data-small
 small: setup
+	@missing="$$($(BIN)/python -m scripts.build_doc_pages --missing)"; [ -z "$$missing" ] || { \
+	  echo "installing the documentation packages the crawl is built from: $$missing"; \
+	  apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; } || { \
+	  echo "missing: apt-get install $$missing"; exit 1; }
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python -m scripts.build_doc_pages --out $(SMALL)/warc/docs
 	$(BIN)/crawl2chat run --source $(SMALL)/warc/docs --crawl docs --data $(SMALL)/data --config infra/profiles/small.yaml

@@ -9,6 +9,8 @@ output is bench/out/doc_pages/. Deterministic: the same installed packages give 
         maint-guide debian-policy git-doc postgresql-doc-15 python-django-doc sqlite3-doc python-flask-doc \\
         python-requests-doc debian-history
     .venv/bin/python -m scripts.build_doc_pages [--out DIR]
+
+`--missing` prints the packages above that are not installed (`make small` installs them with apt-get).
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ def is_english_page(rel: str) -> bool:
         tag is None or tag.group(1) == "en")
 
 
+def _has_pages(root: Path) -> bool:
+    """True when `root` holds an .html page: sqlite3's folder exists without sqlite3-doc, holding none."""
+    return root.is_dir() and next(root.rglob("*.html"), None) is not None
+
+
 def doc_pages() -> tuple[list[Page], dict[str, int]]:
     """Every English page of the installed SOURCES in sorted path order, and the page count of each package."""
     pages: list[Page] = []
     counts: dict[str, int] = {}
     for package, root, base_url in SOURCES:
-        if not root.is_dir():
+        if not _has_pages(root):
             print(f"skipping {package}: {root} is missing (apt-get install {package})", file=sys.stderr)
             continue
         before = len(pages)
@@ -72,7 +79,11 @@ def doc_pages() -> tuple[list[Page], dict[str, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/out/doc_pages"), help="output folder")
+    parser.add_argument("--missing", action="store_true", help="print the packages not installed, and stop")
     args = parser.parse_args()
+    if args.missing:
+        print(" ".join(package for package, root, _ in SOURCES if not _has_pages(root)))
+        return
     pages, counts = doc_pages()
     if not pages:
         sys.exit(f"no pages found under {DOC}: install the packages named in {__file__}'s docstring")
