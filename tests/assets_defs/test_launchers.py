@@ -74,14 +74,17 @@ def test_fine_tuning_stages_run_in_the_same_image_on_one_gpu_or_under_torchrun_o
 def test_the_rl_script_reads_every_setting_the_asset_passes():
     from training.rl import parse_args
 
-    config = RLConfig(tasks=["search", "gsm8k"], advantage="positive", gsm8k_file="s3://b/gsm.jsonl", lr=3e-4)
+    config = RLConfig(tasks=["search", "gsm8k"], advantage="positive", gsm8k_file="s3://b/gsm.jsonl", lr=3e-4,
+                      kl=0.05)
     command = config.command("s3://b/c2c")
     args = parse_args(command[command.index("--data"):])
-    assert (args.tasks, args.advantage, args.gsm8k_file, args.lr) == (["search", "gsm8k"], "positive",
-                                                                       "s3://b/gsm.jsonl", 3e-4)
+    assert (args.tasks, args.advantage, args.gsm8k_file, args.lr, args.kl) == (["search", "gsm8k"], "positive",
+                                                                                "s3://b/gsm.jsonl", 3e-4, 0.05)
     assert "--gsm8k-file" not in RLConfig().command("d")  # the shipped file unless one is named
     with pytest.raises(ValueError, match="advantage"):
         RLConfig(advantage="negative")
+    with pytest.raises(ValueError, match="kl"):
+        RLConfig(kl=-1)
 
 
 def test_a_message_caught_half_written_is_read_when_its_line_ends():

@@ -20,3 +20,24 @@ def test_the_goal_table_scores_every_held_out_source_of_the_sft_checkpoint(sampl
     assert all(1 <= int(n) <= 3 for n in rows.values())
     assert "| arithmetic | arithmetic through the python tool (3-4 digit operands) |" in out and ">= 90%" in out
     assert "[identity] expected 'crawl2chat'\nuser: " in out  # an example reply a source
+    kinds = dict(re.findall(r"^\| ((?:letter|add) follow-up|change of topic) \| (\d+) \|", out, re.MULTILINE))
+    assert kinds and sum(map(int, kinds.values())) == int(rows["multi_turn"])  # each second question has a kind
+    if "change of topic" in kinds:
+        assert re.search(r"^\| change of topic \| \d+ \| \d+% \| \d+% \|$", out, re.MULTILINE)  # and alone
+
+
+@pytest.mark.slow
+def test_the_headroom_table_reads_each_task_greedy_and_sampled(sample_run, capsys):
+    from bench import bench_rl_headroom
+
+    assert bench_rl_headroom.main(["--data", str(sample_run / "data"), "--tasks", "letter_counting,search",
+                                   "--items", "2", "--k", "3", "--max-new-tokens", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoints/sft/step-000300: 2 held-out problems a task, 3 replies each" in out
+    rows = re.findall(r"^\| (\w+) \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+)% \| ([+-][\d.]+)% \|", out, re.MULTILINE)
+    assert [r[0] for r in rows] == ["letter_counting", "search"]
+    for _, greedy, sampled, at_k, headroom in rows:
+        assert 0 <= float(sampled) <= float(at_k) <= 100  # any one right reply solves the problem
+        assert float(headroom) == pytest.approx(float(at_k) - float(sampled), abs=0.11)
+    with pytest.raises(SystemExit):
+        bench_rl_headroom.main(["--data", str(sample_run / "data"), "--tasks", "chess"])

@@ -3,9 +3,9 @@ two processes under torchrun that take the steps of one."""
 
 from __future__ import annotations
 
-import shutil
-
+import copy
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -140,6 +140,30 @@ def test_the_policy_gradient_raises_the_rewarded_reply_and_lowers_the_other():
         optimizer.step()
     after = [logp(r) for r in replies]
     assert after[0] > before[0] + 0.1 and after[1] < before[1] - 0.1
+
+
+def test_the_kl_term_pulls_the_policy_back_to_the_reference_and_is_zero_where_they_agree():
+    torch.manual_seed(0)
+    reference = GPT(GPTConfig(vocab_size=32, depth=1, seq_len=16))
+    model = copy.deepcopy(reference)
+    prompts, replies, masks = [[1, 2], [1, 2]], [[3, 4, 5], [6, 7]], [[1, 1, 1], [1, 1]]
+    stats = {}
+    loss = policy_loss(model, prompts, replies, masks, [0.0, 0.0], torch.device("cpu"), reference=reference, kl=1.0,
+                       stats=stats)
+    assert stats["kl_sum"] == pytest.approx(0.0, abs=1e-6) and float(loss) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    kls = []
+    for _ in range(20):
+        loss = policy_loss(model, prompts, replies, masks, [0.0, 0.0], torch.device("cpu"), reference=reference,
+                           kl=1.0, stats=stats)
+        kls.append(stats["kl_sum"] / 5)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert kls[0] > 0.01 and kls[-1] < kls[0] / 2  # without advantages, only the pull back moves the weights
 
 
 @pytest.fixture

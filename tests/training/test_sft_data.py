@@ -139,6 +139,7 @@ def test_a_multi_turn_conversation_is_two_others_in_a_row_or_a_follow_up_that_ne
         assert len(it["messages"]) == 4 and singles[first]["split"] == it["split"]
         if second in singles:
             assert it["answer"] == singles[second]["answer"]  # scored on the second question
+            assert sft_data.follow_up_kind(it) is None  # a change of topic
             continue
         follow_ups += 1
         first_turn, question = json.dumps(it["messages"][1]), it["messages"][2]["content"]
@@ -146,10 +147,12 @@ def test_a_multi_turn_conversation_is_two_others_in_a_row_or_a_follow_up_that_ne
         if ".count(" in call:  # "And the letter e?": the word is named in the first turn only
             word = call.split('"')[1]
             assert word in first_turn and word not in question and output == str(word.count(call[-3]))
+            assert sft_data.follow_up_kind(it) == "letter"
         else:  # "Now add 17 to that.": the earlier result is copied from the first turn's tool output
             earlier, extra = call.split(" + ")
             assert earlier == it["messages"][1]["content"][1]["text"] and earlier not in question
             assert output == str(int(earlier) + int(extra))
+            assert sft_data.follow_up_kind(it) == "add"
         assert it["answer"] == output
     assert follow_ups >= 15
 
