@@ -156,13 +156,12 @@ def sft_conversations(settings: PipelineConfig, sft: SFTConfig) -> dg.Materializ
           description="The base model fine-tuned on the conversations (training/sft.py through Pipes); each "
           "checkpoint is a materialization with its losses, per-task accuracy and sample chats.",
           check_specs=[dg.AssetCheckSpec("learned_the_format", asset="sft_model",
-                                         description="most held-out identity questions get the identity answer",
-                                         blocking=True)])
+                                         description="most replies to held-out questions end their turn "
+                                         "(<|im_end|>) inside the reply budget", blocking=True)])
 def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: SFTConfig, probe: ProbeConfig,
               pipes: dg.ResourceParam[dg.PipesClient]):
     root = checkpoint_root(settings.data_root, "sft")
     last = run_training(context, pipes, root, **sft.pod_options(sft.command(settings.data_root)))
-    accuracy = last.get("accuracy") or {}
     metadata = checkpoint_metadata(last)
     try:  # the knowledge probe's after: its held-out questions asked again, now of the chat model
         after = kp.probe_sft_model(settings.store(), root, probe.samples, probe.temperature,
@@ -170,9 +169,22 @@ def sft_model(context: dg.AssetExecutionContext, settings: PipelineConfig, sft: 
         metadata["knowledge_probe_after_sft"] = dg.MetadataValue.json(after)
     except PartitionMissing:  # no probe was committed (sft_conversations materialized on its own)
         pass
-    yield dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
-        check_name="learned_the_format", passed=accuracy.get("identity", 0.0) >= 0.5,
-        metadata={"accuracy": dg.MetadataValue.json(accuracy)})])
+    yield dg.MaterializeResult(metadata=metadata, check_results=[learned_the_format(last)])
+
+
+FORMAT_FINISHED = 0.8
+
+
+def learned_the_format(last: dict) -> dg.AssetCheckResult:
+    """Passes when at least FORMAT_FINISHED of the last evaluation's greedy replies to held-out questions end their
+    turn with <|im_end|>, which a base model never writes: the chat format is learned. Not an accuracy: a toy model
+    that ends its turns with wrong answers has the format (identity at 0.5 was that bar until fp32 and bf16 toys
+    fell on either side of it)."""
+    finished = last.get("finished")
+    return dg.AssetCheckResult(check_name="learned_the_format", passed=finished is not None and
+                               finished >= FORMAT_FINISHED, metadata={
+                                   "finished": finished if finished is not None else "not measured",
+                                   "accuracy": dg.MetadataValue.json(last.get("accuracy") or {})})
 
 
 class RLConfig(TrainingJob):

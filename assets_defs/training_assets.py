@@ -152,6 +152,7 @@ def checkpoint_metadata(report: dict) -> dict:
         "val_bpb": report.get("val_bpb"),
         "unigram_loss": report.get("unigram_loss"),
         "icl_gain": report.get("icl_gain"),  # nats/token better on a repeated sequence: few-shot readiness
+        "finished": report.get("finished"),  # SFT: held-out replies that end their turn (the chat format)
         "base_checkpoint": report.get("base_checkpoint"),
         "conversations": report.get("conversations"),
         "pairwise_accuracy": report.get("pairwise_accuracy"),  # reward model: held-out pairs ordered right

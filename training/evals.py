@@ -91,13 +91,16 @@ REPLY_TOKENS = 192  # a reply's tokens, tool outputs included: a search pastes ~
 @torch.no_grad()
 def chat_accuracy(model, tokenizer, items: list[dict], tools: dict, max_new_tokens: int = REPLY_TOKENS) -> dict:
     """Greedy replies to each item's conversation (all but its last assistant turn), tools in the loop; returns
-    {"accuracy": {source: fraction}, "rewards": each item's reward, "reply_tokens": mean reply length,
-    "examples": [(question, reply parts)]}."""
+    {"accuracy": {source: fraction}, "rewards": each item's reward, "reply_tokens": mean reply length, "finished":
+    the share of replies that end their turn (<|im_end|>) inside the budget, "examples": [(question, reply parts)]}.
+    A base model never writes <|im_end|>: "finished" is the chat format learned, whatever the answers."""
     from training.chat import parse_reply
 
     replies, rewards = _replies(model, tokenizer, items, tools, 1, 0.0, max_new_tokens, None)
     examples = [(item["messages"][-2]["content"], parse_reply(tokenizer, reply)) for item, reply in zip(items, replies)]
-    return {"accuracy": _by_source(items, rewards), "rewards": rewards,
+    im_end = tokenizer.encode_special("<|im_end|>")
+    finished = sum(bool(reply) and reply[-1] == im_end for reply in replies) / max(len(replies), 1)
+    return {"accuracy": _by_source(items, rewards), "rewards": rewards, "finished": finished,
             "reply_tokens": sum(map(len, replies)) / max(len(replies), 1), "examples": examples}
 
 

@@ -40,7 +40,7 @@ from training.reporting import Reporter
 from training.sft_data import HELD_OUT, TRAIN, load_conversations
 from training.tools import available_tools
 
-REPORTED = ("train_loss", "val_loss", "icl_gain", "accuracy", "samples", "history", "base_checkpoint", "conversations")
+REPORTED = ("train_loss", "val_loss", "icl_gain", "accuracy", "finished", "samples", "history", "base_checkpoint", "conversations")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -182,10 +182,10 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
             checkpoint_now = done % args.checkpoint_every == 0 or last
             if dd.master and (done % args.eval_every == 0 or checkpoint_now):
                 result = chat_accuracy(model, tokenizer, eval_items, tools) if eval_items else {
-                    "accuracy": {}, "examples": []}
+                    "accuracy": {}, "finished": None, "examples": []}
                 last_eval = {"val_loss": masked_loss(model, val_rendered, args.batch_size, device) if val_rendered
                              else None, "icl_gain": in_context_gain(model, model.config.vocab_size),
-                             "accuracy": result["accuracy"],
+                             "accuracy": result["accuracy"], "finished": result["finished"],
                              "samples": [show(q, parts) for q, parts in result["examples"][:4]]}
                 entry.update(val_loss=last_eval["val_loss"])
                 reporter.log(f"step {done}/{args.max_steps} | loss {train_loss:.4f} | val {last_eval['val_loss']} | "

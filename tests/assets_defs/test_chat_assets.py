@@ -59,11 +59,21 @@ def test_each_sft_checkpoint_is_a_materialization_that_points_at_its_base(instan
     assert set(accuracy) - {"probed_known"} == {"identity", "sums", "arithmetic", "letter_counting", "unknown",
                                                 "search", "multi_turn", "probed_unknown"}  # probed_known: if the toy
     # knows one
-    assert accuracy["identity"] >= 0.5 and all(0.0 <= a <= 1.0 for a in accuracy.values())
+    assert all(0.0 <= a <= 1.0 for a in accuracy.values())
+    assert last["finished"].value >= 0.8  # the held-out replies end their turn: the format is learned
     assert last["val_loss"].value < by_step[150]["train_loss"].value * 2 and last["val_loss"].value > 0
     (check,) = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("sft_model"), "learned_the_format"), limit=1)
     assert check.status.value == "SUCCEEDED"
+
+
+def test_the_format_check_asks_for_ended_turns_not_right_answers():
+    from assets_defs.chat_assets import learned_the_format
+
+    wrong_but_ended = learned_the_format({"finished": 0.95, "accuracy": {"identity": 0.0}})
+    assert wrong_but_ended.passed and wrong_but_ended.metadata["finished"].value == 0.95
+    assert not learned_the_format({"finished": 0.3, "accuracy": {"identity": 1.0}}).passed  # runs on past its turn
+    assert not learned_the_format({"accuracy": {"identity": 1.0}}).passed  # no evaluation, no pass
 
 
 @pytest.mark.slow
