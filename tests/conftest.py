@@ -3,9 +3,11 @@ tests, two tokenizers of one vocabulary size, a chat data root and a model whose
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,9 +98,11 @@ def dagster_instance(tmp_path, monkeypatch):
 
 # --- the whole sample run: `crawl2chat run` over the bundled sample, shared by the tests that read it ---
 #
-# ~5 minutes, mostly training. `make test` runs the tests in two processes (pytest-xdist, --dist loadgroup): the
-# tests that read the run are one group, collected first, so one process makes the run and then runs them while the
-# other takes the rest of the suite. A plain `pytest` runs them first.
+# ~10 minutes, mostly training. `make test` runs the tests in two processes (pytest-xdist, --dist loadgroup). One
+# test that reads the run is a group of its own, collected first, so one process starts making the run at once while
+# the other takes the tests that do not read it; the other readers are collected last, so either process runs them
+# once the run is made (under a file lock: whichever asks first makes it, the other waits for it and reads it). A
+# plain `pytest` makes it for the first reader.
 
 SAMPLE_CONFIG = REPO / "tests" / "data" / "sample_run.yaml"  # fewer RL, reward-model and RLHF steps
 
@@ -106,24 +110,35 @@ SAMPLE_CONFIG = REPO / "tests" / "data" / "sample_run.yaml"  # fewer RL, reward-
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group marks into the tests' ids
 def pytest_collection_modifyitems(session, config, items) -> None:
     readers = [item for item in items if "sample_run" in getattr(item, "fixturenames", ())]
-    for item in readers:
-        item.add_marker(pytest.mark.xdist_group("sample_run"))
-    items[:] = readers + [item for item in items if "sample_run" not in getattr(item, "fixturenames", ())]
+    if readers:
+        readers[0].add_marker(pytest.mark.xdist_group("sample_run_maker"))
+    others = [item for item in items if "sample_run" not in getattr(item, "fixturenames", ())]
+    items[:] = readers[:1] + others + readers[1:]
 
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory) -> Path:
-    """`crawl2chat run` over the whole bundled sample, once per session, in a subprocess as a user runs it.
+    """`crawl2chat run` over the whole bundled sample, once per `pytest` (however many xdist processes), in a
+    subprocess as a user runs it.
 
-    Returns the folder holding data/ (outputs), home/ (DAGSTER_HOME) and the run's stdout.txt.
+    Returns the folder holding data/ (outputs), home/ (DAGSTER_HOME) and the run's stdout.txt. Its readers only read.
     """
-    root = tmp_path_factory.mktemp("sample_run")
-    (root / "home").mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "CRAWL2CHAT_DATA_ROOT": str(root / "data")}
-    done = run_to_end([sys.executable, "-m", "assets_defs.cli", "run", "--config", str(SAMPLE_CONFIG)], timeout=900,
-                      env=env, cwd=root)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (root / "stdout.txt").write_text(done.stdout)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: pytest-N/popen-gwK
+    root, failed = shared / "sample_run", shared / "sample_run.failed"
+    with open(shared / "sample_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        assert not failed.exists(), failed.read_text()
+        if not (root / "stdout.txt").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a run killed half-way is made again
+            (root / "home").mkdir(parents=True)
+            env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "CRAWL2CHAT_DATA_ROOT": str(root / "data")}
+            done = run_to_end([sys.executable, "-m", "assets_defs.cli", "run", "--config", str(SAMPLE_CONFIG)],
+                              timeout=1800, env=env, cwd=root)
+            if done.returncode != 0:
+                failed.write_text(done.stderr[-3000:])
+            assert done.returncode == 0, done.stderr[-3000:]
+            (root / "stdout.txt").write_text(done.stdout)  # written last: the run is whole
     return root
 
 
