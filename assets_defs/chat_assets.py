@@ -53,6 +53,7 @@ class SFTConfig(TrainingJob):
     text_rows: int = Field(default=0, ge=0, description="Rows of pretraining text a step, each quoting a stretch of "
                            "itself, trained alongside the conversations to keep the base model's copying.")
     eval_every: int = Field(default=150, ge=1)
+    eval_items: int = Field(default=20, ge=1, description="held-out questions a source answered at each evaluation")
     checkpoint_every: int = Field(default=150, ge=1)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
 
@@ -71,8 +72,8 @@ class SFTConfig(TrainingJob):
     def command(self, data_root: str) -> list[str]:
         return self.script("training.sft", data_root, {
             "max-steps": self.max_steps, "batch-size": self.batch_size, "lr": self.lr, "seq-len": self.seq_len,
-            "text-rows": self.text_rows, "eval-every": self.eval_every, "checkpoint-every": self.checkpoint_every,
-            "seed": self.seed, "device": self.device})
+            "text-rows": self.text_rows, "eval-every": self.eval_every, "eval-items": self.eval_items,
+            "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device})
 
 
 @dg.asset(deps=["clean_documents"], group_name="chat", kinds={"polars"},
