@@ -32,8 +32,9 @@ run: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/crawl2chat run
 
-# The CPU recipe that learns (issue 11; ~37 min on 2 cores): a crawl of Debian's documentation (the apt packages
-# scripts/build_doc_pages.py names), the whole graph, a base model that copies, SFT and RL, in data-small/.
+# The CPU recipe that learns (issue 11; ~37 min on 2 cores with bf16, over an hour in fp32): a crawl of Debian's
+# documentation (the apt packages scripts/build_doc_pages.py names, installed when missing), the whole graph, a base
+# model that copies, SFT and RL, in data-small/.
 SMALL := $(CURDIR)/data-small
 small: setup
 	@missing="$$($(BIN)/python -m scripts.build_doc_pages --missing)"; [ -z "$$missing" ] || { \

@@ -6,7 +6,7 @@ problems (the ones training.rl evaluates with the same --seed).
 
 RL on verifiable answers reinforces the replies it samples that are right, so a problem no sample gets right
 teaches nothing: the lift it can buy is bounded by pass@k minus sampled pass@1 (BENCHMARKS.md, issue 11). This
-reads that headroom before a run is spent on a task.
+reads that headroom before a run is spent on a task, with the evaluation training.rl runs (rl.evaluate).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 
 from pipeline.storage import Store
 from training.checkpoint import checkpoint_root
-from training.evals import REPLY_TOKENS, chat_accuracy, sampled_accuracy
+from training.evals import REPLY_TOKENS
 from training.finetune import load_start
-from training.rl import GSM8K_FILE, TASKS, problems, task_tools
+from training.rl import GSM8K_FILE, TASKS, evaluate, problems, task_tools
 from training.sft_data import HELD_OUT
 
 
@@ -50,10 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     for task in tasks:
         began = time.perf_counter()
         items = problems(random.Random(f"rl-eval-{args.seed}"), [task], args.items, env, HELD_OUT)
-        greedy = chat_accuracy(start["model"], tokenizer, items, env.tools, args.max_new_tokens)["accuracy"]
-        sampled = sampled_accuracy(start["model"], tokenizer, items, env.tools, args.k, args.temperature,
-                                   args.max_new_tokens, args.seed)
-        g, s, k = (sum(d.values()) / len(d) for d in (greedy, sampled["pass_at_1"], sampled["pass_at_k"]))
+        figures, _ = evaluate(start["model"], tokenizer, items, env.tools, argparse.Namespace(
+            pass_k=args.k, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed))
+        g, s, k = (figures[name] for name in ("pass_at_1", "sampled_pass_at_1_mean", "pass_at_k_mean"))
         print(f"| {task} | {g:.1%} | {s:.1%} | {k:.1%} | {k - s:+.1%} | {time.perf_counter() - began:.0f} |",
               flush=True)
     return 0

