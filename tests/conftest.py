@@ -104,7 +104,7 @@ def dagster_instance(tmp_path, monkeypatch):
 # once the run is made (under a file lock: whichever asks first makes it, the other waits for it and reads it). A
 # plain `pytest` makes it for the first reader.
 
-SAMPLE_CONFIG = REPO / "tests" / "data" / "sample_run.yaml"  # fewer RL, reward-model and RLHF steps
+SAMPLE_CONFIG = REPO / "tests" / "data" / "sample_run.yaml"  # fewer RL, reward-model and RLHF steps, SFT items
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group marks into the tests' ids
