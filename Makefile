@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-# Python caches each module's bytecode on first import. Where PYTHONDONTWRITEBYTECODE is set (our CI machine sets
-# it) every process compiles torch and dagster from source again: 4 s of CPU a process, and a test run starts
+# Python caches each module's bytecode on first import. Where PYTHONDONTWRITEBYTECODE is set (the machines we
+# run on set it) every process compiles torch and dagster again: 4 s of CPU a process, and a test run starts
 # hundreds of them (training launches, Dagster's step processes). The caches land in __pycache__/ (git ignores it).
 unexport PYTHONDONTWRITEBYTECODE
 
