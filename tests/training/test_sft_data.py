@@ -12,7 +12,7 @@ from pipeline.search import SearchIndex
 from pipeline.storage import Store
 from training import sft_data
 from training.chat import validate
-from training.tools import generator_python_tool, search_tool
+from training.tools import generator_python_tool, python_tool, search_tool
 
 DOCS = [("d1", "https://example.org/apt", "APT resolves package dependencies automatically. It downloads packages "
          "from repositories listed in sources.list and installs them in order."),
@@ -66,6 +66,22 @@ def test_tool_results_are_real_and_answers_true(items):
             assert it["answer"] in reply[1]["text"] and it["answer"] in reply[2]["text"]
         else:
             assert "crawl2chat" in reply
+
+
+def test_the_generators_python_results_are_what_the_sandbox_prints(items):
+    # generator_python_tool evaluates the generators' code in this process: the sandbox a model's calls run in
+    # (bubblewrap where it can run, as make test has it) must print the same for every template
+    convs = items + sft_data.follow_ups(random.Random(1), 8, generator_python_tool)
+    kinds = {sft_data.follow_up_kind(it) for it in convs if it["source"] == "multi_turn"}
+    assert {"add", "letter"} <= kinds
+    calls = [(m["content"][0]["text"], m["content"][1]["text"]) for it in convs for m in it["messages"]
+             if m["role"] == "assistant" and not isinstance(m["content"], str) and m["content"][0]["type"] == "python"]
+    assert any("*" in code for code, _ in calls) and any("+" in code for code, _ in calls)
+    assert any(".count(" in code for code, _ in calls)
+    for code, result in calls:
+        assert python_tool(code) == result == generator_python_tool(code), code
+    with pytest.raises(ZeroDivisionError):  # a broken template fails the generator loudly, not as a tool reply
+        generator_python_tool("1 / 0")
 
 
 def test_an_unknown_source_is_refused_by_name():
