@@ -52,7 +52,7 @@ from training.finetune import load_start, resume, show
 from training.reporting import Reporter
 from training.sft_data import (HELD_OUT, TRAIN, arithmetic, crawl_words, follow_ups, letter_counting, search,
                                sums)
-from training.tools import available_tools
+from training.tools import available_tools, generator_python_tool
 
 
 GSM8K_FILE = str(Path(__file__).resolve().parent / "data" / "gsm_symbolic_eng.jsonl")  # scripts/build_gsm_symbolic_*
@@ -79,12 +79,12 @@ def from_file(rng: random.Random, n: int, items: list[dict], split: str) -> list
     return picked + rng.choices(mine, k=n - len(picked))
 
 
-TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data
-    "arithmetic": lambda rng, n, t, split: arithmetic(rng, n, t.tools["python"], split),
-    "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, t.tools["python"], split, t.words),
+TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data, written as sft_conversations writes them
+    "arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split),
+    "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, generator_python_tool, split, t.words),
     "sums": lambda rng, n, t, split: sums(rng, n, split),
     "search": lambda rng, n, t, split: search(rng, n, t.passages, t.tools["search"], split),
-    "follow_up": lambda rng, n, t, split: follow_ups(rng, n, t.tools["python"], split, t.words),
+    "follow_up": lambda rng, n, t, split: follow_ups(rng, n, generator_python_tool, split, t.words),
     "gsm8k": lambda rng, n, t, split: from_file(rng, n, t.gsm8k, split),
 }
 ADVANTAGES = ("group", "positive")  # see advantages
