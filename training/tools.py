@@ -1,5 +1,6 @@
 """The chat model's tools as it sees them: a function from the text it wrote between the tool's tokens to the text
-pasted back. One definition, used to write the SFT conversations, to evaluate, and to chat."""
+pasted back. One definition, used to write the SFT conversations, to evaluate, and to chat; the generators' own
+python calls (trusted templates) go through generator_python_tool, which prints what the sandbox prints."""
 
 from __future__ import annotations
 
