@@ -73,6 +73,7 @@ bench: setup
 	$(BIN)/python -m bench.bench_pii
 	$(BIN)/python -m bench.bench_tokenizer
 	$(BIN)/python -m bench.bench_engine
+	$(BIN)/python -m bench.bench_sft_data
 	$(BIN)/python -m bench.bench_pretrain
 
 # Rebuilds the bundled sample crawl from Debian documentation packages (needs apt; the result is committed).
