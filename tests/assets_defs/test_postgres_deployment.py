@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.sources import SAMPLE_SOURCE, resolve_source
 
@@ -43,7 +44,12 @@ def test_a_backfill_runs_through_the_daemon_on_postgres_with_the_read_pool_cappe
     dagster_url = postgres_url.replace("postgresql://", "postgresql+psycopg2://")
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "infra" / "dagster.yaml", home / "dagster.yaml")
+    settings = yaml.safe_load((REPO / "infra" / "dagster.yaml").read_text())
+    # With no run buffer (Dagster's default, the deployment's) the run queue holds a run whose first step's pool is
+    # full, so whether the two runs overlap depended on the timing (a 13 s run came out before the other went in).
+    # One run launched ahead of the pool: both runs go at once, and only the pool keeps their reads apart.
+    settings["concurrency"]["pools"]["op_granularity_run_buffer"] = 1
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": dagster_url,
            "CRAWL2CHAT_DATA_ROOT": str(tmp_path / "data"), "OMP_NUM_THREADS": "1",
            "CRAWL2CHAT_EXECUTOR": "in_process"}  # a run's six steps in its own process (pools hold there too): one
