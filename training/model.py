@@ -118,6 +118,7 @@ class Attention(nn.Module):
         """Keys (B, H, T, D) before RoPE, each mixed with its predecessor's; a row's first token has none."""
         first = torch.zeros_like(k[:, :, :1])
         if cache is not None:
+            rows = _rows(rows)
             started = (cache.lengths[rows] > 0)[:, None, None, None]
             first = torch.where(started, cache.last_k[layer, rows][:, :, None].to(k.dtype), first)
             cache.last_k[layer, rows] = k[:, :, -1].to(cache.last_k.dtype)
@@ -125,18 +126,26 @@ class Attention(nn.Module):
         gate = torch.sigmoid(self.smear).to(k.dtype)[None, :, None, None]
         return k + gate * (prev - k)
 
-    def _cached(self, q, k, v, layer: int, cache: KVCache, rows: torch.Tensor):
-        """Writes this step's keys/values at each row's length, then attends over everything up to them."""
-        T = q.shape[2]
-        start = cache.lengths[rows]  # (B,)
+    def _cached(self, q, k, v, layer: int, cache: KVCache, rows: torch.Tensor | None):
+        """Writes this step's keys/values at each row's length, then attends over everything up to them. With rows
+        None (every row of the cache, in order) the keys are read as a view: gathering them copied the whole cache
+        every step and layer, half of a decoding step's time at 32 rows (bench/BENCHMARKS.md)."""
+        B, T = q.shape[0], q.shape[2]
+        start = cache.lengths[_rows(rows)]  # (B,)
         slots = start[:, None] + torch.arange(T, device=q.device)  # (B, T)
-        cache.k[layer, rows[:, None], :, slots] = k.transpose(1, 2)
-        cache.v[layer, rows[:, None], :, slots] = v.transpose(1, 2)
+        written = torch.arange(B, device=q.device) if rows is None else rows
+        cache.k[layer, written[:, None], :, slots] = k.transpose(1, 2)
+        cache.v[layer, written[:, None], :, slots] = v.transpose(1, 2)
         end = int(slots.max()) + 1
-        keys, values = cache.k[layer, rows, :, :end], cache.v[layer, rows, :, :end]
+        keys, values = cache.k[layer, _rows(rows), :, :end], cache.v[layer, _rows(rows), :, :end]
         # query t of row b sees key j when j <= start_b + t: causal inside the step, everything before it
         mask = torch.arange(end, device=q.device)[None, None, :] <= slots[:, :, None]  # (B, T, end)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, None])
+
+
+def _rows(rows: torch.Tensor | None) -> torch.Tensor | slice:
+    """An index of the cache's rows: the given ones, or all of them as a slice (a view, not a copy)."""
+    return slice(None) if rows is None else rows
 
 
 class MLP(nn.Module):
@@ -210,8 +219,9 @@ class GPT(nn.Module):
                 raise ValueError(f"sequence of {T} tokens is longer than seq_len={self.config.seq_len}")
             positions = torch.arange(T, device=idx.device)[None]
         else:
-            rows = torch.arange(B, device=idx.device) if rows is None else rows
-            positions = cache.lengths[rows][:, None] + torch.arange(T, device=idx.device)
+            if rows is None and B != cache.k.shape[1]:
+                raise ValueError(f"{B} rows for a cache of {cache.k.shape[1]}: name the rows this step continues")
+            positions = cache.lengths[_rows(rows)][:, None] + torch.arange(T, device=idx.device)
             if int(positions.max()) >= cache.max_len:
                 raise ValueError(f"the KV cache holds {cache.max_len} tokens; this step needs {int(positions.max()) + 1}")
         cos, sin = rope_tables(self.config, positions)
@@ -220,7 +230,7 @@ class GPT(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, i, cache, rows)
         if cache is not None:
-            cache.lengths[rows] += T
+            cache.lengths[_rows(rows)] += T
         return self.norm(x)
 
     def num_params(self) -> int:

@@ -98,3 +98,35 @@ def test_sampling_filters():
     assert two == {1, 3}
     with pytest.raises(ValueError, match="top_p"):
         Sampling(top_p=0)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_rows_that_stop_leave_the_batch_and_the_others_unchanged(smeared, use_cache):
+    """Stopped rows are dropped from the batch (and the cache) as they pile up: each live row still gets exactly the
+    tokens it gets alone, greedy and with its own random stream."""
+    prompts = [[1, 2, 3, 4, 5], [9], [10, 11, 12], [20, 21], [30], [40, 41, 42, 43], [50, 3], [60]]
+    engine = Engine(smeared, use_cache=use_cache)
+    free = engine.generate_all(prompts, Sampling(max_new_tokens=30, temperature=0))
+    stops = (free[1][2], free[4][5], free[6][9])  # rows stop at different steps, so the batch shrinks more than once
+    for sampling, seeds in ((Sampling(max_new_tokens=30, temperature=0, stop_tokens=stops), None),
+                            (Sampling(max_new_tokens=30, temperature=0.9, stop_tokens=stops), list(range(8)))):
+        together = engine.generate_all(prompts, sampling, row_seeds=seeds)
+        alone = [engine.generate_all([p], sampling, row_seeds=None if seeds is None else [s])[0]
+                 for p, s in zip(prompts, seeds or [0] * 8)]
+        assert together == alone
+        lengths = [len(r) for r in together]
+        assert min(lengths) < 10 and max(lengths) == 30 and len(set(lengths)) >= 3, lengths
+
+
+def test_row_streams_sample_the_filtered_distribution():
+    """One uniform draw a row, inverted through the batch's CDFs: the frequencies are the probabilities, and a token
+    the filters removed is never drawn."""
+    logits = torch.log(torch.tensor([0.05, 0.5, 0.15, 0.3]))[None].repeat(4000, 1)
+    generators = [torch.Generator().manual_seed(s) for s in range(4000)]
+    picked = sample_next(logits, Sampling(top_k=3), generators)
+    counts = torch.bincount(picked, minlength=4).tolist()
+    assert counts[0] == 0  # removed by top_k
+    for token, p in ((1, 0.5 / 0.95), (2, 0.15 / 0.95), (3, 0.3 / 0.95)):
+        assert abs(counts[token] / 4000 - p) < 0.03, counts
+    again = sample_next(logits[:3], Sampling(top_k=3), [torch.Generator().manual_seed(s) for s in range(3)])
+    assert again.tolist() == picked[:3].tolist()  # a row's draw depends on its own stream alone
