@@ -22,7 +22,10 @@ drops the marker, and evaluation and RL score the reply 0 (training/evals.py's r
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from pipeline.tokenizer import Tokenizer
 
@@ -147,7 +150,8 @@ class ToolCalls:
     Otherwise the model's own "output" would read as the tool's, to the model as it goes on and to whoever
     parses the reply."""
 
-    def __init__(self, tokenizer: Tokenizer, tools: Mapping[str, ToolFn], max_output_tokens: int = 256) -> None:
+    def __init__(self, tokenizer: Tokenizer, tools: Mapping[str, ToolFn], max_output_tokens: int = 256,
+                 pool: Executor | None = None) -> None:
         unknown = set(tools) - set(TOOLS)
         if unknown:
             raise ValueError(f"unknown tools {sorted(unknown)}; the format has {TOOLS}")
@@ -159,8 +163,12 @@ class ToolCalls:
         self.output = (tokenizer.encode_special("<|output_start|>"), tokenizer.encode_special("<|output_end|>"))
         self.calls: list[tuple[int, str, str, str]] = []  # (row, tool, input, output), for inspection
         self.forged: list[tuple[int, str]] = []  # (row, marker) of each row ended for writing a tool's marker
+        self.pool = pool
 
-    def __call__(self, row: int, tokens: Sequence[int]) -> list[int] | None:
+    def __call__(self, row: int, tokens: Sequence[int]) -> list[int] | None | Future:
+        """The tokens to feed `row` next ([] for none), None to end it, or with a `pool` a Future of the tokens
+        while its tool runs there: the engine waits for a step's futures together, so the tools that rows call in
+        the same step run at once (RL's 8 replies to a problem mostly call at the same step)."""
         if tokens[-1] in self.output:
             self.forged.append((row, self.tokenizer.decode(tokens[-1:])))
             return None
@@ -169,13 +177,29 @@ class ToolCalls:
             return []
         start = max((i for i, t in enumerate(tokens) if t == self.starts[tool]), default=None)
         text = "" if start is None else self.tokenizer.decode(tokens[start + 1:-1])
+        at = len(self.calls)  # its place in `calls`: the order the calls were made, whatever order they finish in
+        self.calls.append((row, tool, text, ""))
         if tool not in self.tools:
-            result = f"the {tool} tool is not available"
-        else:
-            result = self.tools[tool](text)
-        self.calls.append((row, tool, text, result))
+            return self._paste(at, f"the {tool} tool is not available")
+        if self.pool is None:
+            return self._paste(at, self.tools[tool](text))
+        return self.pool.submit(lambda: self._paste(at, self.tools[tool](text)))
+
+    def _paste(self, at: int, result: str) -> list[int]:
+        self.calls[at] = (*self.calls[at][:3], result)
         body = self.tokenizer.encode(result)[: self.max_output_tokens]
         return [self.output[0], *body, self.output[1]]
+
+
+def tool_pool() -> Executor:
+    """The threads tools run on during generation, one a core: the python tool's child processes then run side by
+    side (bench/BENCHMARKS.md, "RL's rollouts"). One a process: a forked child does not inherit its parent's."""
+    return _pool(os.getpid())
+
+
+@functools.cache
+def _pool(pid: int) -> Executor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix=f"tools-{pid}")
 
 
 def shown(parts: list[dict]) -> str:

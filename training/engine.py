@@ -8,13 +8,15 @@ row. `generate` streams: it yields, each step, the new token of every row (None 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
 
 from training.model import GPT, KVCache
 
-OnToken = Callable[[int, list[int]], Sequence[int] | None]  # (row, its tokens so far) -> tokens to feed it, or None
+OnToken = Callable[[int, list[int]], Sequence[int] | None | Future]  # (row, its tokens so far) -> tokens to feed it,
+# None to end it, or a Future of either (a tool running on a pool: training/chat.py's ToolCalls)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class Engine:
         """With `on_token`, each sampled token is shown to it with its row's index and tokens so far; the tokens it
         returns are fed to that row next instead of sampled ones (how a tool's result enters the sequence). When it
         returns None instead, the row ends there, the refused token its last, as after a stop token (how a tool
-        refuses a token that only it may write: training/chat.py's ToolCalls). `row_seeds` (instead of
+        refuses a token that only it may write: training/chat.py's ToolCalls). It may answer with a Future of
+        either (a tool running elsewhere): the engine waits for a step's futures together. `row_seeds` (instead of
         sampling.seed) give each row its own random stream: a row samples the same tokens in any batch, as when
         training/rl.py splits a step's prompts among processes."""
         if not prompts or any(len(p) == 0 for p in prompts):
@@ -95,6 +98,7 @@ class Engine:
         done = [False] * len(rows)
         forced: list[list[int]] = [[] for _ in rows]
         live = list(range(len(rows)))  # the rows still in the batch, by their index in `prompts`
+        shown: dict[int, Sequence[int] | None | Future] = {}  # what on_token answered each row this step
         for _ in range(steps):
             fed = sample_next(logits, sampling, generator).tolist()  # a token for each live row
             out: list[int | None] = [None] * len(rows)
@@ -110,9 +114,12 @@ class Engine:
                 out[b] = fed[i]
                 done[b] = sampled and fed[i] in sampling.stop_tokens
                 if sampled and on_token is not None and not done[b]:
-                    given = on_token(b, rows[b])
-                    done[b] = given is None
-                    forced[b] = [] if given is None else list(given)
+                    shown[b] = on_token(b, rows[b])
+            for b, given in shown.items():  # a Future is a tool still running: wait for the step's together
+                given = given.result() if isinstance(given, Future) else given
+                done[b] = given is None
+                forced[b] = [] if given is None else list(given)
+            shown.clear()
             yield out
             keep = [i for i, b in enumerate(live) if not done[b]]
             if not keep:

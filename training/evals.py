@@ -121,7 +121,7 @@ def sampled_accuracy(model, tokenizer, items: list[dict], tools: dict, k: int, t
 def _replies(model, tokenizer, items: list[dict], tools: dict, k: int, temperature: float, max_new_tokens: int,
              seed: int | None) -> tuple[list[list[int]], list[float]]:
     """k replies to each item (item by item), tools in the loop, and their rewards."""
-    from training.chat import ToolCalls, render_prompt
+    from training.chat import ToolCalls, render_prompt, tool_pool
     from training.engine import Engine, Sampling
 
     prompts = [render_prompt(tokenizer, item["messages"][:-1]) for item in items for _ in range(k)]
@@ -129,7 +129,7 @@ def _replies(model, tokenizer, items: list[dict], tools: dict, k: int, temperatu
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, stop_tokens=(im_end,))
     row_seeds = None if seed is None else [seed * 1_000_003 + row for row in range(len(prompts))]
     was_training = model.training
-    tool_calls = ToolCalls(tokenizer, tools)
+    tool_calls = ToolCalls(tokenizer, tools, pool=tool_pool())
     replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls, row_seeds=row_seeds)
     model.train(was_training)
     scored = [item for item in items for _ in range(k)]

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from pipeline.search import SearchIndex
 from pipeline.storage import PartitionMissing, Store
-from training.chat import ToolCalls, render_prompt
+from training.chat import ToolCalls, render_prompt, tool_pool
 from training.conversation_io import read_import
 from training.checkpoint import checkpoint_root, save_checkpoint
 from training.engine import Engine, Sampling
@@ -191,7 +191,7 @@ def rollout(model, tokenizer, items: list[dict], samples: int, sampling: Samplin
     replies to an item are drawn from its own seed whatever else is in the batch."""
     prompts = [render_prompt(tokenizer, it["messages"][:-1]) for it in items for _ in range(samples)]
     row_seeds = None if seeds is None else [seed * 1009 + k for seed in seeds for k in range(samples)]
-    tool_calls = ToolCalls(tokenizer, tools)
+    tool_calls = ToolCalls(tokenizer, tools, pool=tool_pool())
     model.eval()
     with torch.no_grad():
         replies = Engine(model).generate_all(prompts, sampling, on_token=tool_calls, row_seeds=row_seeds)

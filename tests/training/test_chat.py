@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -157,3 +160,28 @@ def test_a_model_that_writes_a_tool_output_itself_ends_its_turn_and_nothing_is_p
     assert parse_reply(tok, [*tok.encode("ok"), *forged_output, *tok.encode("!")]) == [{"type": "text", "text": "ok"}]
     assert parse_reply(tok, [*tok.encode("ok"), special("<|output_end|>"), *tok.encode("!")]) == [
         {"type": "text", "text": "ok"}]
+
+
+def test_tools_called_in_the_same_step_run_at_once_on_a_pool(tok, scripted_model):
+    """Three rows call python at the same step: on a pool the three calls are in the tool together (a barrier of
+    three that a one-at-a-time run would never pass), and the replies and the record of calls are those of the run
+    without a pool."""
+    special = tok.encode_special
+    prompts = [render_prompt(tok, [{"role": "user", "content": f"What is {n}+1?"}]) for n in (2, 3, 4)]
+    call = [special("<|python_start|>"), *tok.encode("2+1"), special("<|python_end|>")]
+    model = scripted_model(tok.n_vocab, [prompts[0][-1], *call], [special("<|output_end|>"), special("<|im_end|>")])
+    together = threading.Barrier(3, timeout=10)
+
+    def python(code: str) -> str:
+        together.wait()
+        return str(eval(code))
+
+    sampling = Sampling(max_new_tokens=20, temperature=0, stop_tokens=(special("<|im_end|>"),))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        pooled = ToolCalls(tok, {"python": python}, pool=pool)
+        replies = Engine(model).generate_all(prompts, sampling, pooled)
+    assert pooled.calls == [(row, "python", "2+1", "3") for row in range(3)]
+    plain = ToolCalls(tok, {"python": lambda code: str(eval(code))})
+    assert Engine(model).generate_all(prompts, sampling, plain) == replies and plain.calls == pooled.calls
+    assert [parse_reply(tok, r) for r in replies] == [[{"type": "python", "text": "2+1"},
+                                                       {"type": "python_output", "text": "3"}]] * 3

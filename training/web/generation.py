@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from training.chat import ToolCalls, parse_reply, render_prompt, shown, validate
+from training.chat import ToolCalls, parse_reply, render_prompt, shown, tool_pool, validate
 from training.engine import Engine, Sampling
 
 
@@ -78,7 +78,8 @@ class ChatModel:
         for attempt in range(tries):
             sampling = Sampling(max_new_tokens=max_new_tokens, temperature=1.0, stop_tokens=(self.im_end,))
             with self.lock:
-                replies = Engine(self.model).generate_all([ids] * k, sampling, ToolCalls(self.tokenizer, self.tools),
+                tools = ToolCalls(self.tokenizer, self.tools, pool=tool_pool())  # the k replies' calls side by side
+                replies = Engine(self.model).generate_all([ids] * k, sampling, tools,
                                                           row_seeds=[seed * 7919 + attempt * k + j for j in range(k)])
             for reply in replies:
                 text = shown(parse_reply(self.tokenizer, reply)).strip()
