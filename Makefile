@@ -36,7 +36,7 @@ run: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/crawl2chat run
 
-# The CPU recipe that learns (issue 11; 55 min to the RL checkpoint on 2 fp32 cores, ~26 with bf16): a crawl of Debian's
+# The CPU recipe that learns (issue 11; 42 min from a fresh clone on 2 fp32 cores, bench/BENCHMARKS.md): a crawl of Debian's
 # documentation (the apt packages scripts/build_doc_pages.py names, installed when missing), the whole graph, a base
 # model that copies, SFT and RL, in data-small/.
 SMALL := $(CURDIR)/data-small

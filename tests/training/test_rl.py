@@ -47,6 +47,18 @@ def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
             assert len(it["messages"]) == 4 and it["messages"][0]["content"] != it["messages"][2]["content"]
 
 
+def test_long_arithmetic_asks_products_longer_than_sft_practises_and_holds_out_its_own():
+    env = TaskTools({}, [], list(WORDS))
+    drawn = {split: problems(random.Random(1), ["long_arithmetic"], 200, env, split) for split in (TRAIN, HELD_OUT)}
+    operands = {split: [tuple(map(int, it["messages"][0]["content"][8:-1].split(" times "))) for it in items]
+                for split, items in drawn.items()}
+    for split, pairs in operands.items():
+        assert all(100 <= a <= 999_999 and 100 <= b <= 9_999 for a, b in pairs)
+        assert sum(a > 9_999 for a, _ in pairs) > 150  # SFT's products stop at 4 by 3 digits
+        assert all(it["answer"] == str(a * b) for it, (a, b) in zip(drawn[split], pairs))
+    assert not set(operands[TRAIN]) & set(operands[HELD_OUT])
+
+
 def test_the_gsm8k_task_draws_the_shipped_problems_or_a_file_given(tmp_path):
     shipped = task_tools(Store(str(tmp_path)), ["gsm8k"]).gsm8k
     assert len(shipped) == 100 and {it["split"] for it in shipped} == {TRAIN, HELD_OUT}
