@@ -121,7 +121,7 @@ def arithmetic(rng: random.Random, n: int, python: Tool, split: str = TRAIN, dig
                source: str = "arithmetic") -> list[dict]:
     """Products of 3-4 digit numbers through the python tool (mental arithmetic over many digits is where models
     fail): the call copies the operands from the question, the answer the result from the tool's output. `digits`:
-    the most digits of each operand, which has at least 3 (RL's long_arithmetic: (6, 4), longer than SFT's ever were)."""
+    the most digits of each operand, which has at least 3 (RL's long_arithmetic: (6, 4), longer than SFT's)."""
     items, most = [], (10 ** digits[0] - 1, 10 ** digits[1] - 1)
     for _ in range(n):
         a, b = _draw(rng, split, lambda: (rng.randint(100, most[0]), rng.randint(100, most[1])))
