@@ -113,7 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens a reply, tool outputs included (search: "
                    "192)")
     p.add_argument("--max-steps", type=int, default=40)
-    p.add_argument("--lr", type=float, default=3e-5, help="constant; AdamW (1e-4 unlearns the CPU toy)")
+    p.add_argument("--lr", type=float, default=3e-5, help="after the warmup, constant; AdamW (1e-4 unlearns the toy)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="the lr rises linearly over these first steps: AdamW's "
+                   "first steps move every weight by ~lr whatever its gradient's size (BENCHMARKS.md)")
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--eval-items", type=int, default=40, help="held-out problems a task at each evaluation")
     p.add_argument("--pass-k", type=int, default=4, help="replies sampled a held-out problem for pass@k (0: none)")
@@ -128,8 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--samples must be >= 2: the baseline is the mean reward of a problem's replies")
     if args.pass_k < 0:
         p.error(f"--pass-k must be >= 0, got {args.pass_k}")
-    if args.lr <= 0 or args.temperature <= 0 or args.kl < 0:
-        p.error("--lr and --temperature must be > 0, --kl >= 0")
+    if args.lr <= 0 or args.temperature <= 0 or args.kl < 0 or args.warmup_steps < 0:
+        p.error("--lr and --temperature must be > 0, --kl and --warmup-steps >= 0")
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown or not args.tasks:
@@ -215,6 +217,13 @@ def advantages(rewards: list[float], group: int, kind: str = "group") -> list[fl
         mean = sum(chunk) / len(chunk)
         out.extend(r - mean if kind == "group" or r > mean else 0.0 for r in chunk)
     return out
+
+
+def learning_rate(step: int, lr: float, warmup_steps: int) -> float:
+    """`lr` after a linear rise over the first `warmup_steps` (step counts from 0). AdamW's first update moves each
+    weight by ~lr whatever the size of its gradient (its second-moment estimate is that one gradient squared): one
+    step at 3e-4 can send the SFT model into loops it never leaves (bench/BENCHMARKS.md, "RL on longer products")."""
+    return lr * min(1.0, (step + 1) / max(warmup_steps, 1))
 
 
 def policy_loss(model, prompts: list[list[int]], replies: list[list[int]], masks: list[list[int]],
@@ -326,6 +335,8 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
                     loss.backward()
                 dd.sum_gradients(model)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, args.lr, args.warmup_steps)
                 optimizer.step()
                 entry["train_loss"], kl_sum = dd.sum_floats(loss.item(), stats["kl_sum"])
                 if reference is not None:

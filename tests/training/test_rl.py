@@ -20,8 +20,8 @@ from training.checkpoint import load_checkpoint, save_checkpoint
 from training.engine import Engine, Sampling
 from training.evals import reward
 from training.model import GPT, GPTConfig
-from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, main, policy_loss, problems, rollout,
-                         task_tools)
+from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, learning_rate, main, policy_loss,
+                         problems, rollout, task_tools)
 from training.sft_data import HELD_OUT, TRAIN, WORDS, split_of
 
 
@@ -78,6 +78,11 @@ def test_the_gsm8k_task_draws_the_shipped_problems_or_a_file_given(tmp_path):
 
 def test_the_baseline_is_the_mean_reward_of_the_replies_to_the_same_problem():
     assert advantages([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], group=3) == pytest.approx([2 / 3, -1 / 3, -1 / 3, 0, 0, 0])
+
+
+def test_the_learning_rate_rises_over_the_warmup_then_stays():
+    assert [learning_rate(step, 3e-4, 3) for step in range(5)] == pytest.approx([1e-4, 2e-4, 3e-4, 3e-4, 3e-4])
+    assert learning_rate(0, 3e-4, 0) == learning_rate(0, 3e-4, 1) == 3e-4
 
 
 def test_positive_advantages_keep_only_the_replies_above_their_group_mean():
