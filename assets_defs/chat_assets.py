@@ -204,6 +204,7 @@ class RLConfig(TrainingJob):
     max_steps: int = Field(default=20, ge=1)
     lr: float = Field(default=3e-5, gt=0)
     warmup_steps: int = Field(default=0, ge=0, description="the lr rises linearly over these first steps")
+    decay: bool = Field(default=False, description="then falls linearly to 0 at max_steps (else stays)")
     eval_items: int = Field(default=20, ge=1, description="held-out problems a task at each evaluation")
     pass_k: int = Field(default=4, ge=0, description="replies sampled a held-out problem for pass@k (0: none)")
     eval_every: int = Field(default=10, ge=1)
@@ -235,7 +236,7 @@ class RLConfig(TrainingJob):
             "tasks": ",".join(self.tasks), "prompts": self.prompts, "samples": self.samples,
             "temperature": self.temperature, "advantage": self.advantage, "kl": self.kl,
             "max-new-tokens": self.max_new_tokens,
-            "max-steps": self.max_steps, "lr": self.lr, "warmup-steps": self.warmup_steps,
+            "max-steps": self.max_steps, "lr": self.lr, "warmup-steps": self.warmup_steps, "decay": self.decay,
             "eval-items": self.eval_items, "pass-k": self.pass_k, "eval-every": self.eval_every,
             "checkpoint-every": self.checkpoint_every, "seed": self.seed, "device": self.device,
             **({"gsm8k-file": self.gsm8k_file} if self.gsm8k_file else {})})

@@ -114,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "192)")
     p.add_argument("--max-steps", type=int, default=40)
     p.add_argument("--lr", type=float, default=3e-5, help="after the warmup, constant; AdamW (1e-4 unlearns the toy)")
+    p.add_argument("--decay", action="store_true", help="after the warmup the lr falls linearly to 0 at --max-steps")
     p.add_argument("--warmup-steps", type=int, default=0, help="the lr rises linearly over these first steps: AdamW's "
                    "first steps move every weight by ~lr whatever its gradient's size (BENCHMARKS.md)")
     p.add_argument("--eval-every", type=int, default=20)
@@ -219,11 +220,15 @@ def advantages(rewards: list[float], group: int, kind: str = "group") -> list[fl
     return out
 
 
-def learning_rate(step: int, lr: float, warmup_steps: int) -> float:
-    """`lr` after a linear rise over the first `warmup_steps` (step counts from 0). AdamW's first update moves each
-    weight by ~lr whatever the size of its gradient (its second-moment estimate is that one gradient squared): one
-    step at 3e-4 can send the SFT model into loops it never leaves (bench/BENCHMARKS.md, "RL on longer products")."""
-    return lr * min(1.0, (step + 1) / max(warmup_steps, 1))
+def learning_rate(step: int, lr: float, warmup_steps: int, max_steps: int | None = None) -> float:
+    """`lr` after a linear rise over the first `warmup_steps` (step counts from 0), then with `max_steps` falling
+    linearly to 0 there (nanochat's RL), else constant. AdamW's first update moves each weight by ~lr whatever the
+    size of its gradient (its second-moment estimate is that one gradient squared): one step at 3e-4 can send the
+    SFT model into loops it never leaves (bench/BENCHMARKS.md, "RL on longer products")."""
+    rise = min(1.0, (step + 1) / max(warmup_steps, 1))
+    if max_steps is None or step < warmup_steps:
+        return lr * rise
+    return lr * (max_steps - step) / max(max_steps - warmup_steps, 1)
 
 
 def policy_loss(model, prompts: list[list[int]], replies: list[list[int]], masks: list[list[int]],
@@ -336,7 +341,8 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
                 dd.sum_gradients(model)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, args.lr, args.warmup_steps)
+                    group["lr"] = learning_rate(step, args.lr, args.warmup_steps,
+                                                args.max_steps if args.decay else None)
                 optimizer.step()
                 entry["train_loss"], kl_sum = dd.sum_floats(loss.item(), stats["kl_sum"])
                 if reference is not None:

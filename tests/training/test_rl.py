@@ -80,9 +80,11 @@ def test_the_baseline_is_the_mean_reward_of_the_replies_to_the_same_problem():
     assert advantages([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], group=3) == pytest.approx([2 / 3, -1 / 3, -1 / 3, 0, 0, 0])
 
 
-def test_the_learning_rate_rises_over_the_warmup_then_stays():
+def test_the_learning_rate_rises_over_the_warmup_then_stays_or_falls_to_zero():
     assert [learning_rate(step, 3e-4, 3) for step in range(5)] == pytest.approx([1e-4, 2e-4, 3e-4, 3e-4, 3e-4])
     assert learning_rate(0, 3e-4, 0) == learning_rate(0, 3e-4, 1) == 3e-4
+    decayed = [learning_rate(step, 3e-4, 2, max_steps=6) for step in range(6)]  # the last step still moves
+    assert decayed == pytest.approx([1.5e-4, 3e-4, 3e-4, 2.25e-4, 1.5e-4, 0.75e-4])
 
 
 def test_positive_advantages_keep_only_the_replies_above_their_group_mean():
