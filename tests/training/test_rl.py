@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import shutil
 
 import numpy as np
@@ -57,6 +58,18 @@ def test_long_arithmetic_asks_products_longer_than_sft_practises_and_holds_out_i
         assert sum(a > 9_999 for a, _ in pairs) > 150  # SFT's products stop at 4 by 3 digits
         assert all(it["answer"] == str(a * b) for it, (a, b) in zip(drawn[split], pairs))
     assert not set(operands[TRAIN]) & set(operands[HELD_OUT])
+
+
+def test_phrased_arithmetic_asks_held_out_products_in_phrasings_never_trained_on():
+    env = TaskTools({}, [], list(WORDS))
+    asked = {}
+    for split in (TRAIN, HELD_OUT):
+        items = problems(random.Random(2), ["phrased_arithmetic"], 300, env, split)
+        asked[split] = {re.sub(r"\d+", "N", it["messages"][0]["content"]) for it in items}
+        for it in items:
+            a, b = map(int, re.findall(r"\d+", it["messages"][0]["content"]))
+            assert it["answer"] == str(a * b) and it["messages"][1]["content"][0]["text"] == f"{a} * {b}"
+    assert len(asked[TRAIN]) == 5 and len(asked[HELD_OUT]) == 3 and not asked[TRAIN] & asked[HELD_OUT]
 
 
 def test_the_gsm8k_task_draws_the_shipped_problems_or_a_file_given(tmp_path):

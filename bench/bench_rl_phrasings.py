@@ -1,0 +1,73 @@
+"""Does what RL taught carry over to questions phrased unlike its problems? Greedy held-out accuracy on one RL
+task's held-out problems (the ones training.rl evaluates with --seed), asked as the task asks them and in phrasings
+no generator writes, for several checkpoints side by side (an SFT start and its RL runs).
+
+    .venv/bin/python -m bench.bench_rl_phrasings --data data-small/data --checkpoints A,B,... [--task long_arithmetic]
+        [--items 40] [--seed 1]
+
+Only the user's question is rewritten; the reference answer and the score (training/evals.reward) stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+
+import torch
+
+from pipeline.storage import Store
+from training.evals import REPLY_TOKENS, chat_accuracy
+from training.finetune import load_start
+from training.rl import GSM8K_FILE, problems, task_tools
+from training.sft_data import HELD_OUT
+
+PHRASINGS = {  # task: (the question's pattern, phrasings unlike any training question, each with {a} and {b})
+    "long_arithmetic": (re.compile(r"^What is (\d+) times (\d+)\?$"),
+                        ("Multiply {a} by {b}.", "What do you get when you multiply {a} and {b}?",
+                         "Compute the product of {a} and {b}.", "{a} * {b} = ?")),
+}
+PHRASINGS["arithmetic"] = PHRASINGS["long_arithmetic"]
+
+
+def rephrased(items: list[dict], phrasing: str, pattern: re.Pattern) -> list[dict]:
+    out = []
+    for it in items:
+        a, b = pattern.match(it["messages"][0]["content"]).groups()
+        question = {"role": "user", "content": phrasing.format(a=a, b=b)}
+        out.append({**it, "messages": [question, *it["messages"][1:]]})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="storage root with tokenizer/ and checkpoints/")
+    p.add_argument("--checkpoints", required=True, help="comma-separated checkpoint roots (latest step of each)")
+    p.add_argument("--task", default="long_arithmetic", choices=sorted(PHRASINGS))
+    p.add_argument("--items", type=int, default=40, help="held-out problems")
+    p.add_argument("--seed", type=int, default=1, help="training.rl's --seed: the same held-out draw")
+    args = p.parse_args(argv)
+    store = Store(args.data)
+    env = task_tools(store, [args.task], GSM8K_FILE)
+    items = problems(random.Random(f"rl-eval-{args.seed}"), [args.task], args.items, env, HELD_OUT)
+    pattern, phrasings = PHRASINGS[args.task]
+    asked = {"as trained": items, **{f'"{ph}"': rephrased(items, ph, pattern) for ph in phrasings}}
+    roots = [r for r in args.checkpoints.split(",") if r]
+    scores: dict[str, list[float]] = {}
+    for root in roots:
+        tokenizer, _, start, ref = load_start(store, root, torch.device("cpu"), "bench_rl_phrasings")
+        for name, asked_items in asked.items():
+            result = chat_accuracy(start["model"], tokenizer, asked_items, env.tools, REPLY_TOKENS)
+            scores.setdefault(name, []).append(sum(result["rewards"]) / len(asked_items))
+        print(f"{ref}: done", flush=True)
+    print(f"\n{args.items} held-out {args.task} problems, greedy\n")
+    print("| asked | " + " | ".join(roots) + " |")
+    print("|---|" + "---:|" * len(roots))
+    for name, row in [*scores.items(), ("mean of the new phrasings", [
+            sum(scores[n][i] for n in list(asked)[1:]) / (len(asked) - 1) for i in range(len(roots))])]:
+        print(f"| {name} | " + " | ".join(f"{x:.1%}" for x in row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
