@@ -20,20 +20,18 @@ from pipeline.storage import Store
 from training.evals import REPLY_TOKENS, chat_accuracy
 from training.finetune import load_start
 from training.rl import GSM8K_FILE, problems, task_tools
-from training.sft_data import HELD_OUT
+from training.sft_data import HELD_OUT, PRODUCT_QUESTIONS
 
-PHRASINGS = {  # task: (the question's pattern, phrasings unlike any training question, each with {a} and {b})
-    "long_arithmetic": (re.compile(r"^What is (\d+) times (\d+)\?$"),
-                        ("Multiply {a} by {b}.", "What do you get when you multiply {a} and {b}?",
-                         "Compute the product of {a} and {b}.", "{a} * {b} = ?")),
-}
-PHRASINGS["arithmetic"] = PHRASINGS["long_arithmetic"]
+PRODUCTS = ("How much is {a} times {b}?", "Please multiply {a} and {b}.", "Find the product: {a} × {b}.",
+            "{a} times {b} equals what?")  # none of sft_data.PRODUCT_QUESTIONS, train or held out
+assert not set(PRODUCTS) & {q for side in PRODUCT_QUESTIONS.values() for q in side}
+PHRASINGS = {task: PRODUCTS for task in ("arithmetic", "long_arithmetic", "phrased_arithmetic")}  # {a} and {b}
 
 
-def rephrased(items: list[dict], phrasing: str, pattern: re.Pattern) -> list[dict]:
+def rephrased(items: list[dict], phrasing: str) -> list[dict]:
     out = []
     for it in items:
-        a, b = pattern.match(it["messages"][0]["content"]).groups()
+        a, b = re.findall(r"\d+", it["messages"][0]["content"])
         question = {"role": "user", "content": phrasing.format(a=a, b=b)}
         out.append({**it, "messages": [question, *it["messages"][1:]]})
     return out
@@ -50,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(args.data)
     env = task_tools(store, [args.task], GSM8K_FILE)
     items = problems(random.Random(f"rl-eval-{args.seed}"), [args.task], args.items, env, HELD_OUT)
-    pattern, phrasings = PHRASINGS[args.task]
-    asked = {"as trained": items, **{f'"{ph}"': rephrased(items, ph, pattern) for ph in phrasings}}
+    asked = {"as the task asks": items, **{f'"{ph}"': rephrased(items, ph) for ph in PHRASINGS[args.task]}}
     roots = [r for r in args.checkpoints.split(",") if r]
     scores: dict[str, list[float]] = {}
     for root in roots:
