@@ -275,3 +275,14 @@ def test_sampling_scoring_and_stepping_raise_the_reward(kind):
             loss.backward()
             optimizer.step()
     assert sum(rewards_by_step[:5]) / 5 < 0.2 and sum(rewards_by_step[-5:]) / 5 > 0.8, rewards_by_step
+
+
+def test_bench_rl_phrasings_rewrites_only_the_question():
+    from bench.bench_rl_phrasings import PRODUCTS, rephrased
+
+    items = problems(random.Random(3), ["long_arithmetic"], 5, TaskTools({}, [], list(WORDS)), HELD_OUT)
+    for phrasing in PRODUCTS:
+        for before, after in zip(items, rephrased(items, phrasing)):
+            a, b = re.findall(r"\d+", before["messages"][0]["content"])
+            assert after["messages"][0]["content"] == phrasing.format(a=a, b=b)
+            assert after["messages"][1:] == before["messages"][1:] and after["answer"] == before["answer"]
