@@ -7,7 +7,7 @@ import math
 import sys
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from assets_defs.launchers import torchrun
 from assets_defs.resources import PipelineConfig
@@ -63,6 +63,9 @@ class PretrainConfig(TrainingJob):
     smear_keys: bool = Field(default=False, description=(
         "Each attention head mixes the previous token's key into each key: a small model learns to copy from its "
         "context (icl_gain) in hundreds of steps."))
+    qk_conv: int = Field(default=0, ge=0, le=8, description=(
+        "Taps of a causal depthwise convolution over time on attention's queries and keys (Primer's), 0 = none: "
+        "with 3, one layer matches two tokens of context, so copies from the context jump less."))
     repeat_frac: float = Field(default=0.0, ge=0.0, le=1.0, description=(
         "Share of training rows that show a stretch of themselves again further on: copying pays from the first "
         "steps, so a small model learns to copy from its context (icl_gain) on a CPU budget."))
@@ -71,13 +74,20 @@ class PretrainConfig(TrainingJob):
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
     checkpoint_root: str | None = Field(default=None, description="Default: {data_root}/checkpoints/base.")
 
+    @field_validator("qk_conv")
+    @classmethod
+    def _taps(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("qk_conv is 0 (none) or 2 or more taps: 1 tap mixes nothing")
+        return value
+
     def command(self, data_root: str, out: str) -> list[str]:
         return self.script("training.pretrain", data_root, {
             "out": out, "depth": self.depth, "seq-len": self.seq_len, "batch-size": self.batch_size,
             "grad-accum": self.grad_accum, "max-steps": self.max_steps, "lr": self.lr,
             "warmup-steps": self.warmup_steps, "optimizer": self.optimizer, "repeat-frac": self.repeat_frac,
             "eval-every": self.eval_every, "tie-embeddings": self.tie_embeddings, "smear-keys": self.smear_keys,
-            "checkpoint-every": self.checkpoint_every, "device": self.device})
+            "qk-conv": self.qk_conv, "checkpoint-every": self.checkpoint_every, "device": self.device})
 
     def launch_options(self, data_root: str, out: str) -> dict:
         return self.pod_options(self.command(data_root, out))

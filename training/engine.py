@@ -157,7 +157,8 @@ class Engine:
         if self.use_cache:
             idx = torch.tensor(keep, device=self.device)
             cache = self.cache
-            cache.k, cache.v, cache.last_k = cache.k[:, idx], cache.v[:, idx], cache.last_k[:, idx]
+            cache.k, cache.v, cache.last_k, cache.tail = (cache.k[:, idx], cache.v[:, idx], cache.last_k[:, idx],
+                                                          cache.tail[:, idx])
             cache.lengths = cache.lengths[idx]
 
     def _step(self, rows: list[list[int]], tokens: list[int]) -> torch.Tensor:

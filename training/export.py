@@ -18,7 +18,13 @@ SPECIAL_TOKENS_MAP = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"
 
 
 def llama_config(model: GPT) -> dict:
+    """Llama's config for `model`; ValueError for a model Llama cannot compute (smeared keys, a q/k convolution):
+    transformers would load it without those weights, warn, and give other logits."""
     c = model.config
+    extras = [name for name in ("smear_keys", "qk_conv") if getattr(c, name)]
+    if extras:
+        raise ValueError(f"this model uses {', '.join(extras)}, which LlamaForCausalLM does not have: it does not "
+                         "export to transformers (train without them to export)")
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -51,8 +57,8 @@ def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
 def export_hf(model: GPT, out_dir: str | Path, tokenizer_files: dict[str, bytes] | None = None, eot_id: int | None = None) -> Path:
     """Writes config.json, model.safetensors and, given the tokenizer's files, tokenizer.json and its config."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     config = llama_config(model)
+    out.mkdir(parents=True, exist_ok=True)
     if eot_id is not None:
         config |= {"bos_token_id": eot_id, "eos_token_id": eot_id}
     (out / "config.json").write_text(json.dumps(config, indent=1))

@@ -31,6 +31,7 @@ class GPTConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = False  # the output head shares the input embedding (GPT-2's choice)
     smear_keys: bool = False  # each head's keys mix in the previous token's key (see Attention)
+    qk_conv: int = 0  # taps of a causal depthwise convolution over time on queries and keys, 0 = none (see Attention)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "depth", "seq_len", "head_dim"):
@@ -38,6 +39,8 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {getattr(self, name)!r}")
         if self.head_dim % 2:
             raise ValueError(f"GPTConfig.head_dim must be even for RoPE, got {self.head_dim}")
+        if not isinstance(self.qk_conv, int) or self.qk_conv < 0 or self.qk_conv == 1:
+            raise ValueError(f"GPTConfig.qk_conv must be 0 (none) or an int >= 2 (taps), got {self.qk_conv!r}")
 
     @property
     def width(self) -> int:
@@ -83,6 +86,9 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         # each row's last key before RoPE, per layer: the next step's first key smears it in
         self.last_k = torch.zeros((config.depth, batch, config.n_head, config.head_dim), device=device, dtype=dtype)
+        # with qk_conv, each row's last qk_conv - 1 queries and keys before the convolution, per layer
+        self.tail = torch.zeros((config.depth, batch, 2, config.n_head, max(config.qk_conv - 1, 0), config.head_dim),
+                                device=device, dtype=dtype)
         self.lengths = torch.zeros(batch, dtype=torch.long, device=device)
         self.max_len = max_len
 
@@ -100,6 +106,15 @@ class Attention(nn.Module):
             # one layer can match "the token before" and a small model learns to copy from its context (induction)
             # in hundreds of steps instead of the thousands a previous-token head takes to form (BENCHMARKS.md)
             self.smear = nn.Parameter(torch.zeros(config.n_head))
+        if config.qk_conv:  # Primer's multi-dconv-head attention (So et al. 2021): every channel of a query or key is
+            # a learned mix of that channel at the last qk_conv positions, so a key can hold the token before it in
+            # some channels and the one before that in others, and one layer matches two tokens of context, not one:
+            # a copy no longer jumps to another place the last token occurs (BENCHMARKS.md). Taps [q or k, head,
+            # channel, lag]; queries start as themselves, keys as half their own and half the previous (smear_keys)
+            taps = torch.zeros(2, config.n_head, config.head_dim, config.qk_conv)
+            taps[0, ..., 0] = 1.0
+            taps[1, ..., :2] = 0.5
+            self.qk_taps = nn.Parameter(taps)
 
     def forward(self, x, cos, sin, layer: int, cache: KVCache | None, rows: torch.Tensor | None):
         B, T, _ = x.shape
@@ -107,6 +122,8 @@ class Attention(nn.Module):
         q, k, v = (proj(x).view(B, T, H, D).transpose(1, 2) for proj in (self.q_proj, self.k_proj, self.v_proj))
         if self.config.smear_keys:
             k = self._smear(k, layer, cache, rows)
+        if self.config.qk_conv:
+            q, k = self._convolve(torch.stack([q, k]), layer, cache, rows)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -125,6 +142,22 @@ class Attention(nn.Module):
         prev = torch.cat([first, k[:, :, :-1]], dim=2)
         gate = torch.sigmoid(self.smear).to(k.dtype)[None, :, None, None]
         return k + gate * (prev - k)
+
+    def _convolve(self, qk, layer: int, cache: KVCache | None, rows: torch.Tensor | None):
+        """Queries and keys stacked (2, B, H, T, D) before RoPE, each the taps' mix of its last qk_conv positions
+        (zeros before a row's first token); with a cache, the positions before this step come from cache.tail."""
+        lags = self.config.qk_conv - 1
+        before = qk.new_zeros((*qk.shape[:3], lags, qk.shape[-1]))
+        if cache is not None:
+            rows = _rows(rows)
+            started = (cache.lengths[rows] > 0)[None, :, None, None, None]
+            before = torch.where(started, cache.tail[layer, rows].transpose(0, 1).to(qk.dtype), before)
+        padded = torch.cat([before, qk], dim=3)
+        if cache is not None:
+            cache.tail[layer, rows] = padded[:, :, :, -lags:].transpose(0, 1).to(cache.tail.dtype)
+        T = qk.shape[3]
+        taps = self.qk_taps.to(qk.dtype)[:, None, :, None, :, :]  # (2, 1, H, 1, D, taps)
+        return sum(taps[..., lag] * padded[:, :, :, lags - lag:lags - lag + T] for lag in range(lags + 1))
 
     def _cached(self, q, k, v, layer: int, cache: KVCache, rows: torch.Tensor | None):
         """Writes this step's keys/values at each row's length, then attends over everything up to them. With rows

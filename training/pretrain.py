@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smear-keys", action="store_true",
                    help="each attention head mixes the previous token's key into each key (learned share): small "
                    "models learn to copy from their context in hundreds of steps (training/model.py)")
+    p.add_argument("--qk-conv", type=int, default=0,
+                   help="taps of a causal depthwise convolution over time on queries and keys (Primer's), 0 = none: "
+                   "with 3, one layer matches two tokens of context and copies jump less (training/model.py)")
     p.add_argument("--tie-embeddings", action="store_true",
                    help="the output head shares the input embedding: small models learn to copy far sooner")
     p.add_argument("--batch-size", type=int, default=8, help="sequences a micro-batch, per process")
@@ -94,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "checkpoint_every", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.qk_conv < 0 or args.qk_conv == 1:
+        p.error(f"--qk-conv must be 0 (none) or >= 2 taps, got {args.qk_conv}")
     if args.lr <= 0 or not 0 <= args.min_lr_frac <= 1 or args.warmup_steps < 0 or args.sample_every < 0:
         p.error(f"need --lr > 0, 0 <= --min-lr-frac <= 1, --warmup-steps >= 0 and --sample-every >= 0; got "
                 f"{args.lr}, {args.min_lr_frac}, {args.warmup_steps}, {args.sample_every}")
@@ -115,14 +120,17 @@ def make_optimizer(model: GPT, args: argparse.Namespace, device: torch.device):
     """AdamW with decoupled weight decay on the matrices only (norm gains are left alone, as in nanoGPT); with
     --optimizer muon, the matrices inside the blocks go to Muon instead (training/optim.py), except attention's
     queries and keys, which stay with AdamW unless --qk-optimizer muon."""
-    vectors = [p for p in model.parameters() if p.dim() < 2]
+    def gain(name: str, p) -> bool:  # norms' gains, smear gates and qk_conv's taps: no decay, never Muon
+        return p.dim() < 2 or name.endswith("qk_taps")
+
+    vectors = [p for name, p in model.named_parameters() if gain(name, p)]
+    matrices = [p for name, p in model.named_parameters() if not gain(name, p)]
     if args.optimizer == "muon":
-        hidden = [p for name, p in model.named_parameters() if p.dim() >= 2 and name.startswith("layers.")
+        hidden = [p for name, p in model.named_parameters() if not gain(name, p) and name.startswith("layers.")
                   and (args.qk_optimizer == "muon" or not name.endswith(("q_proj.weight", "k_proj.weight")))]
-        outer = [p for p in model.parameters() if p.dim() >= 2 and not any(p is h for h in hidden)]
+        outer = [p for p in matrices if not any(p is h for h in hidden)]
         groups = [{"params": outer, "weight_decay": args.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
         return MuonAdamW(hidden, groups, lr=args.lr, muon_lr=args.muon_lr, fused=device.type == "cuda")
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
     groups = [{"params": matrices, "weight_decay": args.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
 
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     autocast = torch.autocast(dd.device.type, dtype=torch.bfloat16) if use_bf16(args.dtype, dd.device) else nullcontext()
 
     config = GPTConfig(vocab_size=tokenizer.n_vocab, depth=args.depth, seq_len=args.seq_len,
-                       tie_embeddings=args.tie_embeddings, smear_keys=args.smear_keys)
+                       tie_embeddings=args.tie_embeddings, smear_keys=args.smear_keys, qk_conv=args.qk_conv)
     model = GPT(config).to(dd.device)
     optimizer = make_optimizer(model, args, dd.device)
     step, tokens_seen, history, samples, last_eval, resumed = 0, 0, [], [], {}, None

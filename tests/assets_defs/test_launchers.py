@@ -55,6 +55,10 @@ def test_a_pod_asks_for_one_gpu_a_process():
     from training.pretrain import parse_args
 
     assert parse_args(tied[tied.index("--data"):]).tie_embeddings  # the script reads what the asset passes
+    convolved = PretrainConfig(qk_conv=3).command("data", "out")
+    assert parse_args(convolved[convolved.index("--data"):]).qk_conv == 3
+    with pytest.raises(ValueError, match="qk_conv"):  # at load time, naming the field
+        PretrainConfig(qk_conv=1)
 
 
 def test_fine_tuning_stages_run_in_the_same_image_on_one_gpu_or_under_torchrun_on_several():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pipeline.tokenizer import Tokenizer
@@ -34,3 +35,11 @@ def test_transformers_loads_the_export_with_matching_logits_and_ids(tmp_path):
     assert hf_tok(text)["input_ids"] == tok.encode(text), "a literal special string stays text in the export too"
     assert hf_tok.decode(tok.encode(text)) == text
     assert hf_tok.eos_token_id == tok.eot_id
+
+
+@pytest.mark.parametrize("extra", [{"smear_keys": True}, {"qk_conv": 3}])
+def test_a_model_llama_cannot_compute_is_refused_not_exported_wrong(tmp_path, extra):
+    model = GPT(GPTConfig(vocab_size=300, depth=2, seq_len=64, **extra))
+    with pytest.raises(ValueError, match=next(iter(extra))):
+        export_hf(model, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()

@@ -50,7 +50,30 @@ def smeared() -> GPT:
     return model
 
 
-@pytest.mark.parametrize("which", ["model", "smeared"])
+@pytest.fixture(scope="module")
+def convolved() -> GPT:
+    """qk_conv's taps drawn at random, with smeared keys too: the cache must carry two positions of each."""
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(vocab_size=97, depth=2, seq_len=64, smear_keys=True, qk_conv=3)).eval()
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.self_attn.qk_taps.add_(torch.randn_like(layer.self_attn.qk_taps), alpha=0.5)
+            layer.self_attn.o_proj.weight.normal_(std=0.02)
+    return model
+
+
+def test_qk_conv_mixes_only_earlier_positions(convolved):
+    """Changing token t changes no logit before t (causal), and does change t + 2's through the taps' second lag."""
+    x = torch.randint(0, 97, (1, 12))
+    y = x.clone()
+    y[0, 6] = (x[0, 6] + 1) % 97
+    a, b = convolved(x), convolved(y)
+    assert torch.allclose(a[0, :6], b[0, :6]) and not torch.allclose(a[0, 8], b[0, 8])
+    with pytest.raises(ValueError, match="qk_conv"):
+        GPTConfig(vocab_size=97, qk_conv=1)
+
+
+@pytest.mark.parametrize("which", ["model", "smeared", "convolved"])
 def test_cached_forward_equals_full_forward_for_ragged_rows(which, request):
     model = request.getfixturevalue(which)
     x = torch.randint(0, 97, (2, 20))
@@ -69,7 +92,7 @@ def test_cached_forward_equals_full_forward_for_ragged_rows(which, request):
     Sampling(max_new_tokens=40, temperature=0),
     Sampling(max_new_tokens=40, temperature=0.8, top_k=20, top_p=0.9, seed=7),
 ])
-@pytest.mark.parametrize("which", ["model", "smeared"])
+@pytest.mark.parametrize("which", ["model", "smeared", "convolved"])
 def test_engine_with_cache_equals_engine_without(which, sampling, request):
     model = request.getfixturevalue(which)
     prompts = [[1, 2, 3, 4, 5], [9], [10, 11, 12]]
@@ -101,11 +124,12 @@ def test_sampling_filters():
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_rows_that_stop_leave_the_batch_and_the_others_unchanged(smeared, use_cache):
+@pytest.mark.parametrize("which", ["smeared", "convolved"])
+def test_rows_that_stop_leave_the_batch_and_the_others_unchanged(which, use_cache, request):
     """Stopped rows are dropped from the batch (and the cache) as they pile up: each live row still gets exactly the
     tokens it gets alone, greedy and with its own random stream."""
     prompts = [[1, 2, 3, 4, 5], [9], [10, 11, 12], [20, 21], [30], [40, 41, 42, 43], [50, 3], [60]]
-    engine = Engine(smeared, use_cache=use_cache)
+    engine = Engine(request.getfixturevalue(which), use_cache=use_cache)
     free = engine.generate_all(prompts, Sampling(max_new_tokens=30, temperature=0))
     stops = (free[1][2], free[4][5], free[6][9])  # rows stop at different steps, so the batch shrinks more than once
     for sampling, seeds in ((Sampling(max_new_tokens=30, temperature=0, stop_tokens=stops), None),
