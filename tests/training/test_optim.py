@@ -50,3 +50,19 @@ def test_under_muon_attention_queries_and_keys_stay_with_adamw_unless_asked():
         assert ("layers.1.self_attn.k_proj.weight" in on_muon) == muon_qk
         assert {"layers.0.self_attn.v_proj.weight", "layers.1.mlp.down_proj.weight"} <= on_muon
         assert {"embed_tokens.weight", "lm_head.weight"} <= on_adamw
+
+
+def test_qk_conv_taps_are_neither_decayed_nor_given_to_muon():
+    """The taps start as an identity-like mix (training/model.py): decay would pull them to zero, Muon would
+    orthogonalise a (2, heads, 64, taps) tensor as if it were a matrix."""
+    from training.pretrain import make_optimizer, parse_args
+
+    model = GPT(GPTConfig(vocab_size=64, depth=2, seq_len=32, qk_conv=3))
+    names = {id(p): n for n, p in model.named_parameters()}
+    for optimizer in ("muon", "adamw"):
+        opt = make_optimizer(model, parse_args(["--data", "d", "--optimizer", optimizer]), torch.device("cpu"))
+        adamw = opt.adamw if optimizer == "muon" else opt
+        undecayed = {names[id(p)] for g in adamw.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+        assert {"layers.0.self_attn.qk_taps", "layers.1.self_attn.qk_taps"} <= undecayed
+        if optimizer == "muon":
+            assert not any(names[id(p)].endswith("qk_taps") for g in opt.muon.param_groups for p in g["params"])
