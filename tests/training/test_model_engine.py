@@ -63,12 +63,20 @@ def convolved() -> GPT:
 
 
 def test_qk_conv_mixes_only_earlier_positions(convolved):
-    """Changing token t changes no logit before t (causal), and does change t + 2's through the taps' second lag."""
+    """Changing token t changes no logit before t (causal) and does change later ones; each mixed query or key is
+    its taps' sum over its own and the two positions before it, zeros before the first."""
     x = torch.randint(0, 97, (1, 12))
     y = x.clone()
     y[0, 6] = (x[0, 6] + 1) % 97
     a, b = convolved(x), convolved(y)
     assert torch.allclose(a[0, :6], b[0, :6]) and not torch.allclose(a[0, 8], b[0, 8])
+    attn = convolved.layers[0].self_attn
+    qk = torch.randn(2, 1, attn.config.n_head, 5, attn.config.head_dim)
+    mixed = attn._convolve(qk, 0, None, None)
+    taps = attn.qk_taps.detach()[:, None, :, None, :, :]
+    padded = torch.cat([torch.zeros_like(qk[:, :, :, :2]), qk], dim=3)
+    want = sum(taps[..., lag] * padded[:, :, :, 2 - lag:7 - lag] for lag in range(3))
+    assert torch.allclose(mixed, want) and torch.allclose(mixed[:, :, :, 0], taps[..., 0][:, :, :, 0] * qk[:, :, :, 0])
     with pytest.raises(ValueError, match="qk_conv"):
         GPTConfig(vocab_size=97, qk_conv=1)
 
