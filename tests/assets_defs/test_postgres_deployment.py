@@ -47,8 +47,12 @@ def test_a_backfill_runs_through_the_daemon_on_postgres_with_the_read_pool_cappe
     settings = yaml.safe_load((REPO / "infra" / "dagster.yaml").read_text())
     # With no run buffer (Dagster's default, the deployment's) the run queue holds a run whose first step's pool is
     # full, so whether the two runs overlap depended on the timing (a 13 s run came out before the other went in).
-    # One run launched ahead of the pool: both runs go at once, and only the pool keeps their reads apart.
-    settings["concurrency"]["pools"]["op_granularity_run_buffer"] = 1
+    # The queue counts a pool's free slots as limit - steps holding or waiting for one - runs launched this pass - runs
+    # started under 5 s ago, plus the buffer. A buffer of 1 was not enough: run 2, queued a pass after run 1, met
+    # 1 - 1 - 1 + 1 = 0 while run 1 was young and reading, and the next pass (5 s on) came as run 1 ended (CI,
+    # 2026-12-07: run 2 began 1.5 s after run 1's end). With 2 the queue lets run 2 out at any pass, so the runs
+    # overlap and only the pool keeps their reads apart.
+    settings["concurrency"]["pools"]["op_granularity_run_buffer"] = 2
     (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
     env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": dagster_url,
            "CRAWL2CHAT_DATA_ROOT": str(tmp_path / "data"), "OMP_NUM_THREADS": "1",
