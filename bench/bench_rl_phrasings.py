@@ -1,6 +1,7 @@
-"""Does what RL taught carry over to questions phrased unlike its problems? Greedy held-out accuracy on one RL
+"""Does what SFT and RL taught carry over to questions phrased unlike their problems? Greedy held-out accuracy on one RL
 task's held-out problems (the ones training.rl evaluates with --seed), asked as the task asks them and in phrasings
-no generator writes, for several checkpoints side by side (an SFT start and its RL runs).
+no generator writes, for several checkpoints side by side (an SFT start and its RL runs). Products and search
+questions (every search question SFT ever saw reads "What do the docs say about {query}?").
 
     .venv/bin/python -m bench.bench_rl_phrasings --data data-small/data --checkpoints A,B,... [--task long_arithmetic]
         [--items 40] [--seed 1]
@@ -25,16 +26,31 @@ from training.sft_data import HELD_OUT, PRODUCT_QUESTIONS
 PRODUCTS = ("How much is {a} times {b}?", "Please multiply {a} and {b}.", "Find the product: {a} × {b}.",
             "{a} times {b} equals what?")  # none of sft_data.PRODUCT_QUESTIONS, train or held out
 assert not set(PRODUCTS) & {q for side in PRODUCT_QUESTIONS.values() for q in side}
-PHRASINGS = {task: PRODUCTS for task in ("arithmetic", "long_arithmetic", "phrased_arithmetic")}  # {a} and {b}
+SEARCHES = ("What does the documentation say about {query}?", "Look up {query} in the docs.",
+            "Search the documentation for {query}.", "{query}: what do the docs say?")
+SEARCH_QUESTION = re.compile(r"What do the docs say about (?P<query>.+)\?")  # sft_data.search's one phrasing
 
 
-def rephrased(items: list[dict], phrasing: str) -> list[dict]:
-    out = []
-    for it in items:
-        a, b = re.findall(r"\d+", it["messages"][0]["content"])
-        question = {"role": "user", "content": phrasing.format(a=a, b=b)}
-        out.append({**it, "messages": [question, *it["messages"][1:]]})
-    return out
+def _operands(question: str) -> dict:
+    a, b = re.findall(r"\d+", question)
+    return {"a": a, "b": b}
+
+
+def _query(question: str) -> dict:
+    return SEARCH_QUESTION.fullmatch(question).groupdict()
+
+
+PHRASINGS = {  # task: (the fields of the task's question, phrasings of them no generator writes)
+    **{task: (_operands, PRODUCTS) for task in ("arithmetic", "long_arithmetic", "phrased_arithmetic")},
+    "search": (_query, SEARCHES),
+}
+
+
+def rephrased(items: list[dict], phrasing: str, task: str = "long_arithmetic") -> list[dict]:
+    """The items with their question asked as `phrasing` asks it; the reply, the tool call and the answer kept."""
+    fields = PHRASINGS[task][0]
+    return [{**it, "messages": [{"role": "user", "content": phrasing.format(**fields(it["messages"][0]["content"]))},
+                                *it["messages"][1:]]} for it in items]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(args.data)
     env = task_tools(store, [args.task], GSM8K_FILE)
     items = problems(random.Random(f"rl-eval-{args.seed}"), [args.task], args.items, env, HELD_OUT)
-    asked = {"as the task asks": items, **{f'"{ph}"': rephrased(items, ph) for ph in PHRASINGS[args.task]}}
+    asked = {"as the task asks": items,
+             **{f'"{ph}"': rephrased(items, ph, args.task) for ph in PHRASINGS[args.task][1]}}
     roots = [r for r in args.checkpoints.split(",") if r]
     scores: dict[str, list[float]] = {}
     for root in roots:
@@ -57,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             result = chat_accuracy(start["model"], tokenizer, asked_items, env.tools, REPLY_TOKENS)
             scores.setdefault(name, []).append(sum(result["rewards"]) / len(asked_items))
         print(f"{ref}: done", flush=True)
-    print(f"\n{args.items} held-out {args.task} problems, greedy\n")
+    print(f"\n{len(items)} held-out {args.task} problems, greedy\n")
     print("| asked | " + " | ".join(roots) + " |")
     print("|---|" + "---:|" * len(roots))
     for name, row in [*scores.items(), ("mean of the new phrasings", [

@@ -23,7 +23,7 @@ from training.evals import reward
 from training.model import GPT, GPTConfig
 from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, learning_rate, main, policy_loss,
                          problems, rollout, task_tools)
-from training.sft_data import HELD_OUT, TRAIN, WORDS, split_of
+from training.sft_data import HELD_OUT, TRAIN, WORDS, search, split_of
 
 
 def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
@@ -278,7 +278,7 @@ def test_sampling_scoring_and_stepping_raise_the_reward(kind):
 
 
 def test_bench_rl_phrasings_rewrites_only_the_question():
-    from bench.bench_rl_phrasings import PRODUCTS, rephrased
+    from bench.bench_rl_phrasings import PRODUCTS, SEARCH_QUESTION, SEARCHES, rephrased
 
     items = problems(random.Random(3), ["long_arithmetic"], 5, TaskTools({}, [], list(WORDS)), HELD_OUT)
     for phrasing in PRODUCTS:
@@ -286,3 +286,13 @@ def test_bench_rl_phrasings_rewrites_only_the_question():
             a, b = re.findall(r"\d+", before["messages"][0]["content"])
             assert after["messages"][0]["content"] == phrasing.format(a=a, b=b)
             assert after["messages"][1:] == before["messages"][1:] and after["answer"] == before["answer"]
+    passages = [{"url": "https://docs.example/a", "text": "Unpacking needs permissions configured beforehand."}]
+    search_tool = lambda query: f"[1] {passages[0]['url']}\n{passages[0]['text']}"  # noqa: E731
+    query = "permissions beforehand configured"  # the passage's three longest words
+    asked = search(random.Random(0), 1, passages, search_tool, split_of(query))
+    assert asked and asked[0]["messages"][0]["content"] == f"What do the docs say about {query}?"
+    for phrasing in SEARCHES:
+        assert not SEARCH_QUESTION.fullmatch(phrasing.format(query="x y z"))  # none is the generator's
+        after = rephrased(asked, phrasing, "search")[0]
+        assert after["messages"][0]["content"] == phrasing.format(query=query)
+        assert after["messages"][1:] == asked[0]["messages"][1:] and after["answer"] == asked[0]["answer"]
