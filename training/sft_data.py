@@ -183,11 +183,9 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, 
     for passage in rng.sample(passages, len(passages)):  # passages in random order until n questions are made
         if len(items) == n:
             break
-        words = [w.strip(".,:;()\"'") for w in passage["text"].split()]
-        words = [w for w in words if len(w) > 4 and w.isalpha()]
-        if len(words) < 3:
+        query = search_query(passage["text"])
+        if not query:
             continue
-        query = " ".join(sorted(set(words), key=lambda w: (-len(w), w))[:3])
         if split_of(query) != split:  # keyed by the query: two passages can give the same one
             continue
         result = search_tool(query)
@@ -200,6 +198,22 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, 
         items.append(_item("search", [_user(f"What do the docs say about {query}?"),
                                       _tool_reply("search", f" {query}", result, answer)], found, split))
     return items
+
+
+def search_query(text: str, k: int = 3) -> str:
+    """The k longest words of `text` (letters only, over 4 long), none a variant of another: no word inside another
+    and no two sharing their first 6 letters, whatever the case. Variants ("unenforceable enforceable", "Install
+    installed") made the model copy the query in loops: a copy resumes after the wrong one of two alike spans.
+    "" when the text has fewer than k such words."""
+    words = {w.strip(".,:;()\"'") for w in text.split()}
+    chosen: list[str] = []
+    for word in sorted((w for w in words if len(w) > 4 and w.isalpha()), key=lambda w: (-len(w), w)):
+        low = word.lower()
+        if not any(low in c.lower() or low[:6] == c.lower()[:6] for c in chosen):
+            chosen.append(word)
+        if len(chosen) == k:
+            return " ".join(chosen)
+    return ""
 
 
 def multi_turn(rng: random.Random, n: int, pool: list[dict], python: Tool, split: str = TRAIN) -> list[dict]:

@@ -177,3 +177,14 @@ def test_conversations_round_trip_through_the_store(items, tmp_path):
     store = Store(str(tmp_path))
     sft_data.save_conversations(store, items, {"by_source": COUNTS})
     assert sft_data.load_conversations(store) == items
+
+
+@pytest.mark.parametrize("text, query", [
+    ("Amendments make the clause unenforceable or enforceable again.", "unenforceable Amendments clause"),
+    ("Install the installed installation on Debian systems.", "installation systems Debian"),
+    ("Install the installed installation of Debian on debian.", ""),  # two words left: no query
+    ("Configure logfiles with journald rotating settings.", "Configure journald logfiles"),
+])
+def test_a_search_query_holds_no_two_variants_of_one_word(text, query):
+    # variants ("unenforceable enforceable") made the model copy the query in loops; "" when fewer than 3 remain
+    assert sft_data.search_query(text) == query
