@@ -23,7 +23,7 @@ from training.evals import reward
 from training.model import GPT, GPTConfig
 from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, learning_rate, main, policy_loss,
                          problems, rollout, task_tools)
-from training.sft_data import HELD_OUT, TRAIN, WORDS, search, split_of
+from training.sft_data import HELD_OUT, SEARCH_QUESTIONS, TRAIN, WORDS, asked_query, search, split_of
 
 
 def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
@@ -40,8 +40,9 @@ def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
         sources = [{"follow_up": "multi_turn"}.get(task, task) for task in TASKS]
         assert [it["source"] for it in items] == sources * 2 and {it["split"] for it in items} == {split}
         for it in (it for it in items if it["source"] == "search"):
-            query = it["messages"][0]["content"].removeprefix("What do the docs say about ").removesuffix("?")
-            assert split_of(query) == split  # a query of its own side (keyed by the query: passages can share one)
+            query = asked_query(it)
+            assert query in it["messages"][0]["content"] and split_of(query) == split  # a query of its own side
+            # (keyed by the query: passages can share one)
         for it in (it for it in items if it["source"] == "gsm8k"):
             assert it in env.gsm8k and it["answer"].isdigit()  # the file's items keep their split
         for it in (it for it in items if it["source"] == "multi_turn"):  # a follow-up on a product or a count
@@ -69,7 +70,7 @@ def test_phrased_arithmetic_asks_held_out_products_in_phrasings_never_trained_on
         for it in items:
             a, b = map(int, re.findall(r"\d+", it["messages"][0]["content"]))
             assert it["answer"] == str(a * b) and it["messages"][1]["content"][0]["text"] == f"{a} * {b}"
-    assert len(asked[TRAIN]) == 5 and len(asked[HELD_OUT]) == 3 and not asked[TRAIN] & asked[HELD_OUT]
+    assert len(asked[TRAIN]) == 15 and len(asked[HELD_OUT]) == 3 and not asked[TRAIN] & asked[HELD_OUT]
 
 
 def test_the_gsm8k_task_draws_the_shipped_problems_or_a_file_given(tmp_path):
@@ -129,6 +130,14 @@ def test_a_reply_that_writes_a_tool_output_marker_itself_gets_no_reward(two_toke
     assert reward(item, parse_reply(tok, forging.replies[0])) == 1.0, "the reply's text alone gives the answer"
     assert forging.masks == [[1] * len(forging.replies[0])] * 2
     assert forging.prompts == [render_prompt(tok, item["messages"][:1])] * 2
+    other = {**item, "answer": "6", "messages": [{"role": "user", "content": "What is 3 + 3?"}, item["messages"][1]]}
+    split = rollout(scripted_model(tok.n_vocab, [im_sep, *tok.encode("5"), im_end]), tok, [other, item], 2, sampling,
+                    {}, per_batch=1)  # one problem a batch, put back together in order
+    assert split.rewards == [0.0, 0.0, 1.0, 1.0] and split.prompts[1:3] == [render_prompt(tok, other["messages"][:1]),
+                                                                              honest.prompts[0]]
+    forged_split = rollout(scripted_model(tok.n_vocab, [im_sep, *tok.encode("5"), forged]), tok, [other, item], 2,
+                           sampling, {}, per_batch=1)
+    assert forged_split.forged == {0, 1, 2, 3} and len(forged_split.masks) == 4  # rows counted across the batches
 
 
 def test_rl_refuses_a_start_or_resume_checkpoint_of_another_tokenizer(two_tokenizers, chat_root, tmp_path):
@@ -228,6 +237,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(data):
 def test_two_processes_take_the_steps_of_one_with_twice_the_problems(data):
     common = ["--data", str(data), "--tasks", "letter_counting", "--samples", "4", "--max-new-tokens", "48",
               "--max-steps", "3", "--checkpoint-every", "3", "--eval-every", "100", "--eval-items", "2", "--lr", "1e-4"]
+    common += ["--rollout-batch", "1"]  # a problem's replies a batch in either run: batches of one shape, one rounding
     run_module("training.rl", *common, "--out", str(data / "one"), "--prompts", "4")
     run_module("training.rl", *common, "--out", str(data / "two"), "--prompts", "2", nproc=2)
     one, two = (load_checkpoint(str(data / name)) for name in ("one", "two"))
@@ -278,7 +288,7 @@ def test_sampling_scoring_and_stepping_raise_the_reward(kind):
 
 
 def test_bench_rl_phrasings_rewrites_only_the_question():
-    from bench.bench_rl_phrasings import PRODUCTS, SEARCH_QUESTION, SEARCHES, rephrased
+    from bench.bench_rl_phrasings import PRODUCTS, SEARCHES, rephrased
 
     items = problems(random.Random(3), ["long_arithmetic"], 5, TaskTools({}, [], list(WORDS)), HELD_OUT)
     for phrasing in PRODUCTS:
@@ -290,9 +300,9 @@ def test_bench_rl_phrasings_rewrites_only_the_question():
     search_tool = lambda query: f"[1] {passages[0]['url']}\n{passages[0]['text']}"  # noqa: E731
     query = "permissions beforehand configured"  # the passage's three longest words
     asked = search(random.Random(0), 1, passages, search_tool, split_of(query))
-    assert asked and asked[0]["messages"][0]["content"] == f"What do the docs say about {query}?"
+    assert asked and query in asked[0]["messages"][0]["content"] and asked_query(asked[0]) == query
     for phrasing in SEARCHES:
-        assert not SEARCH_QUESTION.fullmatch(phrasing.format(query="x y z"))  # none is the generator's
+        assert phrasing not in SEARCH_QUESTIONS[TRAIN] + SEARCH_QUESTIONS[HELD_OUT]  # none is the generator's
         after = rephrased(asked, phrasing, "search")[0]
         assert after["messages"][0]["content"] == phrasing.format(query=query)
         assert after["messages"][1:] == asked[0]["messages"][1:] and after["answer"] == asked[0]["answer"]
