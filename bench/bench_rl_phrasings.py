@@ -1,7 +1,7 @@
 """Does what SFT and RL taught carry over to questions phrased unlike their problems? Greedy held-out accuracy on one RL
 task's held-out problems (the ones training.rl evaluates with --seed), asked as the task asks them and in phrasings
 no generator writes, for several checkpoints side by side (an SFT start and its RL runs). Products and search
-questions (every search question SFT ever saw reads "What do the docs say about {query}?").
+questions (sft_data.SEARCH_QUESTIONS: until 2026-12-07 SFT asked every one "What do the docs say about {query}?").
 
     .venv/bin/python -m bench.bench_rl_phrasings --data data-small/data --checkpoints A,B,... [--task long_arithmetic]
         [--items 40] [--seed 1]
@@ -21,35 +21,31 @@ from pipeline.storage import Store
 from training.evals import REPLY_TOKENS, chat_accuracy
 from training.finetune import load_start
 from training.rl import GSM8K_FILE, problems, task_tools
-from training.sft_data import HELD_OUT, PRODUCT_QUESTIONS
+from training.sft_data import HELD_OUT, PRODUCT_QUESTIONS, SEARCH_QUESTIONS, asked_query
 
 PRODUCTS = ("How much is {a} times {b}?", "Please multiply {a} and {b}.", "Find the product: {a} × {b}.",
             "{a} times {b} equals what?")  # none of sft_data.PRODUCT_QUESTIONS, train or held out
 assert not set(PRODUCTS) & {q for side in PRODUCT_QUESTIONS.values() for q in side}
 SEARCHES = ("What does the documentation say about {query}?", "Look up {query} in the docs.",
             "Search the documentation for {query}.", "{query}: what do the docs say?")
-SEARCH_QUESTION = re.compile(r"What do the docs say about (?P<query>.+)\?")  # sft_data.search's one phrasing
+assert not set(SEARCHES) & {q for side in SEARCH_QUESTIONS.values() for q in side}
 
 
-def _operands(question: str) -> dict:
-    a, b = re.findall(r"\d+", question)
+def _operands(item: dict) -> dict:
+    a, b = re.findall(r"\d+", item["messages"][0]["content"])
     return {"a": a, "b": b}
-
-
-def _query(question: str) -> dict:
-    return SEARCH_QUESTION.fullmatch(question).groupdict()
 
 
 PHRASINGS = {  # task: (the fields of the task's question, phrasings of them no generator writes)
     **{task: (_operands, PRODUCTS) for task in ("arithmetic", "long_arithmetic", "phrased_arithmetic")},
-    "search": (_query, SEARCHES),
+    "search": (lambda item: {"query": asked_query(item)}, SEARCHES),
 }
 
 
 def rephrased(items: list[dict], phrasing: str, task: str = "long_arithmetic") -> list[dict]:
     """The items with their question asked as `phrasing` asks it; the reply, the tool call and the answer kept."""
     fields = PHRASINGS[task][0]
-    return [{**it, "messages": [{"role": "user", "content": phrasing.format(**fields(it["messages"][0]["content"]))},
+    return [{**it, "messages": [{"role": "user", "content": phrasing.format(**fields(it))},
                                 *it["messages"][1:]]} for it in items]
 
 

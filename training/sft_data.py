@@ -60,10 +60,32 @@ UNKNOWN_TEMPLATES = (
     ("What is {place} famous for?", "I don't know anything about {place}, so I can't say what it is famous for."),
 )
 IDK = "I don't know"
-PRODUCT_QUESTIONS = {  # RL's phrased_arithmetic: products asked in several ways, held-out ones phrased apart
+PRODUCT_QUESTIONS = {  # SFT's arithmetic and RL's phrased_arithmetic: products asked in many ways, held-out ones
+    # phrased apart. With SFT's one phrasing ("What is {a} times {b}?") the model answered 90% of held-out products
+    # asked that way or "How much is {a} times {b}?", and 0% of three other phrasings (bench_rl_phrasings)
     TRAIN: ("What is {a} times {b}?", "Multiply {a} by {b}.", "Compute the product of {a} and {b}.",
-            "What's {a} x {b}?", "Calculate {a} times {b}."),
+            "What's {a} x {b}?", "Calculate {a} times {b}.", "What is the product of {a} and {b}?",
+            "Can you work out {a} * {b}?", "I need {a} multiplied by {b}.", "Give me {a} times {b}, please.",
+            "Tell me the result of {a} x {b}.", "Work out {a} times {b} for me.", "Quick: {a} x {b}?",
+            "Evaluate {a} * {b}.", "What does {a} times {b} come to?", "What is {a} × {b}?",
+            # the number first too: with none, "{a} * {b} = ?" (held out) got 70% where the others got 90-100%
+            "{a} times {b}?", "{a} x {b} is how much?", "{a} * {b}, please."),
     HELD_OUT: ("What do you get when you multiply {a} and {b}?", "{a} * {b} = ?", "What is {a} multiplied by {b}?"),
+}
+SEARCH_QUESTIONS = {  # with one phrasing ("What do the docs say about {query}?") the SFT model answered 62% of
+    # held-out questions asked that way and 0-5% asked any other way (bench_rl_phrasings): it had learned the template,
+    # not when to search. Held-out ones phrased apart. The query is never the question's first words: the call
+    # copies it after a space (" {query}", see search), and a first word after no space is other tokens
+    TRAIN: ("What do the docs say about {query}?", "Find {query} in the documentation.", "I need information on "
+            "{query}.", "Tell me what the manual says about {query}.", "Can you check the docs on {query}?",
+            "What is written about {query}?", "Explain {query}, from the documentation.", "Please search for {query}.",
+            "Where do the docs mention {query}?", "On {query}, what does the manual say?", "Any docs about {query}?",
+            "Quote the documentation on {query}.", "Give me the passage on {query}.", "Check the docs: {query}?",
+            "What can you find on {query}?", "Read up on {query} for me.", "Do the docs cover {query}?",
+            "Is there anything in the docs about {query}?", "Which passage covers {query}?",
+            "Find me something on {query}, please."),
+    HELD_OUT: ("What does the manual tell us about {query}?", "Please find documentation on {query}.",
+               "What is known about {query}?"),
 }
 FOLLOW_UPS = {  # second questions that refer to the first; held-out ones phrased apart, as identity's. Many
     # training phrasings, so that the model learns to find the letter or number wherever the question puts it: with
@@ -177,8 +199,9 @@ def unknown(rng: random.Random, n: int, split: str = TRAIN) -> list[dict]:
 
 
 def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, split: str = TRAIN) -> list[dict]:
-    """Questions whose answer is in a passage of the corpus: the assistant searches for the passage's longest words
-    and answers with the first sentence of what came back. `passages`: dicts with "url" and "text"."""
+    """Questions whose answer is in a passage of the corpus, asked in one of SEARCH_QUESTIONS[split]: the assistant
+    searches for the passage's longest words and answers with the first sentence of what came back. `passages`:
+    dicts with "url" and "text"."""
     items = []
     for passage in rng.sample(passages, len(passages)):  # passages in random order until n questions are made
         if len(items) == n:
@@ -195,9 +218,15 @@ def search(rng: random.Random, n: int, passages: list[dict], search_tool: Tool, 
         # the call writes the words as the question does, after a space, and the quote starts a line as in the
         # result: the tokens to copy are the same tokens (see letter_counting)
         answer = f"The documentation says:\n{found}"
-        items.append(_item("search", [_user(f"What do the docs say about {query}?"),
+        question = rng.choice(SEARCH_QUESTIONS[split]).format(query=query)
+        items.append(_item("search", [_user(question),
                                       _tool_reply("search", f" {query}", result, answer)], found, split))
     return items
+
+
+def asked_query(item: dict) -> str:
+    """The query a search item's reply searches for (its question's words, however the question is phrased)."""
+    return item["messages"][1]["content"][0]["text"].strip()
 
 
 def search_query(text: str, k: int = 3) -> str:
@@ -259,7 +288,7 @@ def mixture(seed: int, counts: dict[str, int], python: Tool, search_tool: Tool |
     makers = {
         "identity": lambda k, split: identity(rng, k, split),
         "sums": lambda k, split: sums(rng, k, split),
-        "arithmetic": lambda k, split: arithmetic(rng, k, python, split),
+        "arithmetic": lambda k, split: arithmetic(rng, k, python, split, phrased=True),
         "letter_counting": lambda k, split: letter_counting(rng, k, python, split, words),
         "unknown": lambda k, split: unknown(rng, k, split),
         "search": lambda k, split: search(rng, k, passages or [], search_tool, split) if search_tool else [],

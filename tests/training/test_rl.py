@@ -70,7 +70,7 @@ def test_phrased_arithmetic_asks_held_out_products_in_phrasings_never_trained_on
         for it in items:
             a, b = map(int, re.findall(r"\d+", it["messages"][0]["content"]))
             assert it["answer"] == str(a * b) and it["messages"][1]["content"][0]["text"] == f"{a} * {b}"
-    assert len(asked[TRAIN]) == 15 and len(asked[HELD_OUT]) == 3 and not asked[TRAIN] & asked[HELD_OUT]
+    assert len(asked[TRAIN]) == 18 and len(asked[HELD_OUT]) == 3 and not asked[TRAIN] & asked[HELD_OUT]
 
 
 def test_the_gsm8k_task_draws_the_shipped_problems_or_a_file_given(tmp_path):

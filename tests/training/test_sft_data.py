@@ -53,8 +53,8 @@ def test_tool_results_are_real_and_answers_true(items):
             assert (written if written == f'"{word}"' else f" {word}") in question and letter in question
             assert reply[1]["text"] == it["answer"] == str(word.count(letter))
         elif it["source"] in ("sums", "arithmetic"):
-            a, op, b = re.search(r"(\d+) (\+|times) (\d+)", question).groups()
-            expected = int(a) + int(b) if op == "+" else int(a) * int(b)
+            a, b = map(int, re.findall(r"\d+", question))
+            expected = a + b if it["source"] == "sums" else a * b
             assert it["answer"] == str(expected)
             text = reply if isinstance(reply, str) else reply[-1]["text"]
             assert text.endswith(f"{expected}.")
@@ -188,3 +188,9 @@ def test_conversations_round_trip_through_the_store(items, tmp_path):
 def test_a_search_query_holds_no_two_variants_of_one_word(text, query):
     # variants ("unenforceable enforceable") made the model copy the query in loops; "" when fewer than 3 remain
     assert sft_data.search_query(text) == query
+
+
+def test_search_questions_are_phrased_apart_and_put_the_query_after_a_space():
+    train, held_out = (set(sft_data.SEARCH_QUESTIONS[side]) for side in (sft_data.TRAIN, sft_data.HELD_OUT))
+    assert len(train) >= 15 and held_out and not train & held_out
+    assert all(" {query}" in q and not q.startswith("{query}") for q in train | held_out)  # the call's tokens
