@@ -306,3 +306,13 @@ def test_bench_rl_phrasings_rewrites_only_the_question():
         after = rephrased(asked, phrasing, "search")[0]
         assert after["messages"][0]["content"] == phrasing.format(query=query)
         assert after["messages"][1:] == asked[0]["messages"][1:] and after["answer"] == asked[0]["answer"]
+
+
+def test_the_unknown_task_pays_for_i_dont_know_and_not_for_a_search():
+    items = problems(random.Random(0), ["unknown"], 6, TaskTools({}, [], list(WORDS)), HELD_OUT)
+    assert {it["source"] for it in items} == {"unknown"} and {it["split"] for it in items} == {HELD_OUT}
+    for it in items:
+        assert reward(it, [{"type": "text", "text": it["messages"][1]["content"]}]) == 1.0
+        searched = [{"type": "search", "text": " Velmor"}, {"type": "search_output", "text": "[1] https://x\nVelmor."},
+                    {"type": "text", "text": "The documentation says:\nVelmor."}]
+        assert reward(it, searched) == 0.0
