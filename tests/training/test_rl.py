@@ -22,7 +22,7 @@ from training.engine import Engine, Sampling
 from training.evals import reward
 from training.model import GPT, GPTConfig
 from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, learning_rate, main, policy_loss,
-                         problems, rollout, task_tools)
+                         parse_args, problems, rollout, task_tools, task_turns)
 from training.sft_data import HELD_OUT, SEARCH_QUESTIONS, TRAIN, WORDS, asked_query, search, split_of
 
 
@@ -47,6 +47,18 @@ def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
             assert it in env.gsm8k and it["answer"].isdigit()  # the file's items keep their split
         for it in (it for it in items if it["source"] == "multi_turn"):  # a follow-up on a product or a count
             assert len(it["messages"]) == 4 and it["messages"][0]["content"] != it["messages"][2]["content"]
+
+
+def test_a_weighted_task_is_drawn_that_many_times_as_often_and_evaluated_once():
+    args = parse_args(["--data", "d", "--tasks", "letter_counting:3, arithmetic"])
+    assert args.turns == ["letter_counting"] * 3 + ["arithmetic"] and args.tasks == ["letter_counting", "arithmetic"]
+    items = problems(random.Random(0), args.turns, 8, TaskTools({}, [], WORDS, []))
+    assert [it["source"] for it in items].count("letter_counting") == 6
+    assert len({it["messages"][0]["content"] for it in items}) == 8  # each turn draws problems of its own
+    for spec, named in (("chess", "unknown task 'chess'"), ("search:0", "weight '0'"), ("search:x", "weight 'x'"),
+                        ("search,search:2", "named twice"), (" , ", "no task")):
+        with pytest.raises(ValueError, match=named):
+            task_turns(spec.split(","))
 
 
 def test_long_arithmetic_asks_products_longer_than_sft_practises_and_holds_out_its_own():
