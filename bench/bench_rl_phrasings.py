@@ -37,7 +37,8 @@ def _operands(item: dict) -> dict:
 
 
 PHRASINGS = {  # task: (the fields of the task's question, phrasings of them no generator writes)
-    **{task: (_operands, PRODUCTS) for task in ("arithmetic", "long_arithmetic", "phrased_arithmetic")},
+    **{task: (_operands, PRODUCTS) for task in ("arithmetic", "long_arithmetic", "longer_arithmetic",
+                                                 "phrased_arithmetic")},
     "search": (lambda item: {"query": asked_query(item)}, SEARCHES),
 }
 

@@ -61,15 +61,17 @@ def test_a_weighted_task_is_drawn_that_many_times_as_often_and_evaluated_once():
             task_turns(spec.split(","))
 
 
-def test_long_arithmetic_asks_products_longer_than_sft_practises_and_holds_out_its_own():
+@pytest.mark.parametrize("task, most", [("long_arithmetic", (999_999, 9_999)),
+                                        ("longer_arithmetic", (9_999_999_999, 99_999_999))])
+def test_long_arithmetic_asks_products_longer_than_sft_practises_and_holds_out_its_own(task, most):
     env = TaskTools({}, [], list(WORDS))
-    drawn = {split: problems(random.Random(1), ["long_arithmetic"], 200, env, split) for split in (TRAIN, HELD_OUT)}
+    drawn = {split: problems(random.Random(1), [task], 200, env, split) for split in (TRAIN, HELD_OUT)}
     operands = {split: [tuple(map(int, it["messages"][0]["content"][8:-1].split(" times "))) for it in items]
                 for split, items in drawn.items()}
     for split, pairs in operands.items():
-        assert all(100 <= a <= 999_999 and 100 <= b <= 9_999 for a, b in pairs)
-        assert sum(a > 9_999 for a, _ in pairs) > 150  # SFT's products stop at 4 by 3 digits
-        assert all(it["answer"] == str(a * b) for it, (a, b) in zip(drawn[split], pairs))
+        assert all(100 <= a <= most[0] and 100 <= b <= most[1] for a, b in pairs)
+        assert sum(a > most[0] // 10 for a, _ in pairs) > 150  # most have the longest operand: SFT's stop at 4 by 3
+        assert all(it["answer"] == str(a * b) and it["source"] == task for it, (a, b) in zip(drawn[split], pairs))
     assert not set(operands[TRAIN]) & set(operands[HELD_OUT])
 
 
