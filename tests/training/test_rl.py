@@ -23,7 +23,7 @@ from training.evals import reward
 from training.model import GPT, GPTConfig
 from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, learning_rate, main, policy_loss,
                          parse_args, problems, rollout, task_tools, task_turns)
-from training.sft_data import HELD_OUT, SEARCH_QUESTIONS, TRAIN, WORDS, asked_query, search, split_of
+from training.sft_data import HELD_OUT, PRODUCT_QUESTIONS, SEARCH_QUESTIONS, TRAIN, WORDS, asked_query, search, split_of
 
 
 def test_problems_of_every_task_come_from_their_side_of_the_split(tmp_path):
@@ -66,10 +66,12 @@ def test_a_weighted_task_is_drawn_that_many_times_as_often_and_evaluated_once():
 def test_long_arithmetic_asks_products_longer_than_sft_practises_and_holds_out_its_own(task, most):
     env = TaskTools({}, [], list(WORDS))
     drawn = {split: problems(random.Random(1), [task], 200, env, split) for split in (TRAIN, HELD_OUT)}
-    operands = {split: [tuple(map(int, it["messages"][0]["content"][8:-1].split(" times "))) for it in items]
+    operands = {split: [tuple(map(int, re.findall(r"\d+", it["messages"][0]["content"]))) for it in items]
                 for split, items in drawn.items()}
     for split, pairs in operands.items():
         assert all(100 <= a <= most[0] and 100 <= b <= most[1] for a, b in pairs)
+        asked = {re.sub(r"\d+", "N", it["messages"][0]["content"]) for it in drawn[split]}
+        assert len(asked) == (1 if task == "long_arithmetic" else len(PRODUCT_QUESTIONS[split]))  # as SFT asks
         assert sum(a > most[0] // 10 for a, _ in pairs) > 150  # most have the longest operand: SFT's stop at 4 by 3
         assert all(it["answer"] == str(a * b) and it["source"] == task for it, (a, b) in zip(drawn[split], pairs))
     assert not set(operands[TRAIN]) & set(operands[HELD_OUT])
