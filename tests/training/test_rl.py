@@ -22,7 +22,7 @@ from training.engine import Engine, Sampling
 from training.evals import reward
 from training.model import GPT, GPTConfig
 from training.rl import (ADVANTAGES, TASKS, TaskTools, advantages, generated_mask, learning_rate, main, policy_loss,
-                         parse_args, problems, rollout, task_tools, task_turns)
+                         parse_args, problems, rollout, step_turns, task_tools, task_turns)
 from training.sft_data import HELD_OUT, PRODUCT_QUESTIONS, SEARCH_QUESTIONS, TRAIN, WORDS, asked_query, search, split_of
 
 
@@ -55,6 +55,9 @@ def test_a_weighted_task_is_drawn_that_many_times_as_often_and_evaluated_once():
     items = problems(random.Random(0), args.turns, 8, TaskTools({}, [], WORDS, []))
     assert [it["source"] for it in items].count("letter_counting") == 6
     assert len({it["messages"][0]["content"] for it in items}) == 8  # each turn draws problems of its own
+    drawn = [problems(random.Random(step), step_turns(args.turns, step, 3), 3, TaskTools({}, [], WORDS, []))
+             for step in range(4)]  # fewer a step than turns: they go on from the last step's
+    assert [it["source"] for items in drawn for it in items] == (["letter_counting"] * 3 + ["arithmetic"]) * 3
     for spec, named in (("chess", "unknown task 'chess'"), ("search:0", "weight '0'"), ("search:x", "weight 'x'"),
                         ("search,search:2", "named twice"), (" , ", "no task")):
         with pytest.raises(ValueError, match=named):
