@@ -89,7 +89,7 @@ TASKS = {  # name: (rng, n, TaskTools, split) -> n items of sft_data, written as
     "longer_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (10, 8),
                                                                        "longer_arithmetic", phrased=True),
     # asked as SFT asks products (held-out phrasings for held-out problems): make small's SFT answers 92% of
-    # long_arithmetic's and ~40% of these; RL on one phrasing took products asked the others 100% -> 34-72%
+    # long_arithmetic's and 12.5-22.5% of these; RL on one phrasing took products asked the others 100% -> 34-72%
     "phrased_arithmetic": lambda rng, n, t, split: arithmetic(rng, n, generator_python_tool, split, (6, 4),
                                                                         "phrased_arithmetic", phrased=True),
     "letter_counting": lambda rng, n, t, split: letter_counting(rng, n, generator_python_tool, split, t.words),

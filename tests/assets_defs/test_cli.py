@@ -149,5 +149,6 @@ def test_the_small_profile_loads_and_asks_for_a_base_model_that_copies(monkeypat
     assert command[command.index("--optimizer") + 1] == "muon"
     assert sections["sft"].arithmetic >= 1000 and sections["rl"].max_steps > 20
     rl = sections["rl"].command("data")  # what lifted RL and kept the other skills (BENCHMARKS.md)
-    assert rl[rl.index("--tasks") + 1] == "longer_arithmetic:2,follow_up,unknown,search" and rl[rl.index("--advantage") + 1] == "positive"
+    assert rl[rl.index("--tasks") + 1] == "longer_arithmetic:2,follow_up,unknown,search"
+    assert rl[rl.index("--advantage") + 1] == "positive"
     assert int(rl[rl.index("--warmup-steps") + 1]) > 0 and "--decay" in rl and float(rl[rl.index("--kl") + 1]) > 0
